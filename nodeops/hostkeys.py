@@ -1,0 +1,95 @@
+"""Host key trust: refuse unknown and changed keys; accept new ones only when asked."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import paramiko
+
+from nodeops.errors import HostKeyError
+
+USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
+
+# Threads of one run may record keys for several new hosts at once.
+_record_lock = threading.Lock()
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The key's fingerprint as OpenSSH prints it: `SHA256:` and unpadded base64."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def load_known_hosts(client: paramiko.SSHClient, extra: Iterable[Path] = ()) -> None:
+    """Load the user's, the system's and any extra known_hosts files into a client.
+
+    They are loaded as "system" keys, so paramiko never rewrites them.
+    """
+    for path in (USER_KNOWN_HOSTS, SYSTEM_KNOWN_HOSTS, *extra):
+        resolved = path.expanduser()
+        if resolved.is_file():
+            try:
+                client.load_system_host_keys(str(resolved))
+            except (OSError, paramiko.SSHException) as error:
+                raise HostKeyError(f"cannot read known_hosts file {resolved}: {error}") from None
+
+
+def known_hosts_name(hostname: str, port: int) -> str:
+    """The host as known_hosts names it: `host`, or `[host]:port` off port 22."""
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+def record_host_key(path: Path, host: str, key: paramiko.PKey) -> None:
+    """Add one host key line to a known_hosts file: atomically, mode 0600."""
+    path = path.expanduser()
+    line = f"{host} {key.get_name()} {key.get_base64()}\n"
+    with _record_lock:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        existing = path.read_text() if path.exists() else ""
+        if line in existing.splitlines(keepends=True):
+            return
+        if existing and not existing.endswith("\n"):
+            existing += "\n"
+        handle, temp = tempfile.mkstemp(prefix=".known_hosts.", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(existing + line)
+            os.chmod(temp, 0o600)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """What to do with a host whose key no known_hosts file has.
+
+    By default: refuse, naming the host and the key's fingerprint, before authenticating,
+    so no credential is ever offered to it. With `accept_new`, trust it on first use and
+    record it. A *changed* key never reaches this policy: paramiko refuses it itself.
+    """
+
+    def __init__(self, *, accept_new: bool = False, record_to: Path | None = None) -> None:
+        self.accept_new = accept_new
+        self.record_to = record_to or USER_KNOWN_HOSTS
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        described = f"{key.get_name()} key {fingerprint(key)}"
+        if not self.accept_new:
+            raise HostKeyError(
+                f"{hostname}: unknown host key ({described}). Refusing to connect. Check the "
+                "fingerprint on the node (`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`), then add "
+                "it to known_hosts, or pass --accept-new-host-keys to trust keys seen for the "
+                "first time."
+            )
+        record_host_key(self.record_to, hostname, key)
+        client.get_host_keys().add(hostname, key.get_name(), key)

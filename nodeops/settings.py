@@ -1,0 +1,56 @@
+"""Defaults operators change, and how a task turns its options into connection settings.
+
+`invoke.yaml` at the top of the repository shows the same defaults; Invoke merges it (and
+`-f FILE`, and `NODEOPS_*`/`INVOKE_*` environment variables) over these.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from nodeops.inventory import Inventory, load_inventory
+from nodeops.transport import SSHOptions
+
+DEFAULTS: dict[str, Any] = {
+    "inventory": "inventories/lab.yaml",
+    "parallel": 32,
+    "connect_timeout": 10,
+    "command_timeout": 600,
+    "keepalive": 15,
+    "accept_new_host_keys": False,
+}
+
+
+def setting(config: Any, key: str) -> Any:
+    """A nodeops setting from an Invoke config, falling back to the built-in default."""
+    section = config.get("nodeops", {}) if config is not None else {}
+    return section.get(key, DEFAULTS[key])
+
+
+def inventory_path(config: Any, given: str | None) -> Path:
+    """The inventory a task uses: --inventory, then $NODEOPS_INVENTORY, then the config."""
+    return Path(given or os.environ.get("NODEOPS_INVENTORY") or setting(config, "inventory"))
+
+
+def ssh_options(
+    config: Any, inventory: Inventory, *, accept_new_host_keys: bool = False
+) -> SSHOptions:
+    """Connection settings for a run from the config and the inventory."""
+    accept = accept_new_host_keys or bool(setting(config, "accept_new_host_keys"))
+    return SSHOptions(
+        connect_timeout=float(setting(config, "connect_timeout")),
+        command_timeout=float(setting(config, "command_timeout")),
+        keepalive_seconds=int(setting(config, "keepalive")),
+        known_hosts=inventory.known_hosts,
+        accept_new_host_keys=accept,
+        # New keys go to the inventory's own known_hosts when it names one.
+        record_new_host_keys_to=inventory.known_hosts[0] if inventory.known_hosts else None,
+        use_ssh_config=inventory.use_ssh_config,
+    )
+
+
+def open_inventory(config: Any, given: str | None) -> Inventory:
+    """Load the inventory a task was pointed at."""
+    return load_inventory(inventory_path(config, given))

@@ -1,0 +1,14 @@
+"""The task tree that both `invoke` (through tasks.py) and the `nodeops` command serve."""
+
+from __future__ import annotations
+
+from invoke.collection import Collection
+
+from nodeops.settings import DEFAULTS
+from nodeops.tasks import lab, nodes
+
+ns = Collection()
+ns.add_task(nodes.facts)
+ns.add_task(nodes.run)
+ns.add_collection(Collection.from_module(lab, name="lab"))
+ns.configure({"nodeops": dict(DEFAULTS)})

@@ -1,0 +1,61 @@
+"""What every task shares: turning expected errors into one line, and node selection."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from invoke.exceptions import Exit
+
+from nodeops.errors import NodeopsError
+from nodeops.inventory import Inventory
+from nodeops.node import Node
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Exit codes: 1 = the work ran and some node failed; 2 = nothing ran (bad input, refused).
+EXIT_NODE_FAILED = 1
+EXIT_REFUSED = 2
+
+SELECT_HELP = {
+    "node": "A node by name (repeatable).",
+    "group": "Every node of an inventory group (repeatable): control-planes, workers, etcd, ...",
+    "limit": "Glob on node names, e.g. 'worker*'; with --node/--group it narrows them.",
+    "all": "Every node of the inventory.",
+    "inventory": "Inventory file (nodeops YAML or an Ansible INI/YAML inventory).",
+    "accept_new_host_keys": "Trust host keys seen for the first time and record them "
+    "(changed keys are always refused).",
+}
+
+
+def reported(body: F) -> F:
+    """Report a NodeopsError as `error: …` on stderr and exit 2, without a traceback."""
+
+    @functools.wraps(body)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return body(*args, **kwargs)
+        except NodeopsError as error:
+            raise Exit(f"error: {error}", code=EXIT_REFUSED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def select_nodes(
+    inventory: Inventory,
+    node: Sequence[str] | None,
+    group: Sequence[str] | None,
+    limit: str | None,
+    all_nodes: bool,
+) -> tuple[Node, ...]:
+    """The nodes a task's --node/--group/--limit/--all options pick."""
+    limits = [part for part in (limit or "").split(",") if part]
+    return inventory.select(names=node or (), groups=group or (), limits=limits, all=all_nodes)
+
+
+def remainder() -> list[str]:
+    """The words after `--` on the command line (Invoke keeps them out of task arguments)."""
+    argv = sys.argv
+    return argv[argv.index("--") + 1 :] if "--" in argv else []

@@ -1,0 +1,89 @@
+"""The local lab: a kubeadm-like cluster of network namespaces on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from invoke.tasks import task
+
+from nodeops import report
+from nodeops.errors import LabError
+from nodeops.tasks.common import remainder, reported
+
+DEFAULT_NAME = "lab"
+
+
+def _lab() -> Any:
+    # Imported on use: the lab module is only needed by these tasks.
+    import nodeops.lab as lab_module
+
+    return lab_module
+
+
+@task(
+    iterable=["worker_os"],
+    help={
+        "workers": "How many worker nodes (default 2).",
+        "worker_os": "OS of the workers, cycled (repeatable): ubuntu-22.04, ubuntu-24.04, "
+        "debian-12, rocky-9. Default: ubuntu-24.04 then rocky-9.",
+        "name": "Lab name, so several labs can run side by side (default: lab).",
+        "inventory": "Where to write the lab's inventory (default: inventories/lab.yaml).",
+    },
+)
+@reported
+def up(
+    c: Any,
+    workers: int = 2,
+    worker_os: list[str] | None = None,
+    name: str = DEFAULT_NAME,
+    inventory: str | None = None,
+) -> None:
+    """Start the local lab (as root): cp1 plus workers, each a network namespace with its own
+    address, OS files and OpenSSH server. Idempotent; writes the lab's inventory."""
+    lab = _lab()
+    kwargs: dict[str, Any] = {"name": name, "workers": workers}
+    if worker_os:
+        kwargs["worker_os"] = tuple(worker_os)
+    spec = lab.default_spec(**kwargs)
+    started = time.monotonic()
+    state = lab.up(spec, inventory_path=Path(inventory) if inventory else None)
+    seconds = time.monotonic() - started
+    _print_state(state)
+    print(f"lab {name!r} is up in {seconds:.1f} s; inventory: {state.inventory_path}")
+
+
+@task(help={"name": "Lab name (default: lab)."})
+@reported
+def down(c: Any, name: str = DEFAULT_NAME) -> None:
+    """Stop the local lab and remove every namespace, process, mount and file it made."""
+    _lab().down(name)
+    print(f"lab {name!r} is down")
+
+
+@task(help={"name": "Lab name (default: lab)."})
+@reported
+def status(c: Any, name: str = DEFAULT_NAME) -> None:
+    """Show the local lab's nodes, addresses and processes."""
+    state = _lab().status(name)
+    if state is None:
+        raise LabError(f"lab {name!r} is not up; start it with `invoke lab.up`")
+    _print_state(state)
+
+
+@task(help={"name": "Lab name (default: lab)."})
+@reported
+def ssh(c: Any, node: str, name: str = DEFAULT_NAME) -> None:
+    """Open a shell on a lab node, or run the command after `--` there (as `vagrant ssh`)."""
+    argv = _lab().ssh_argv(name, node, remainder() or None)
+    os.execvp(argv[0], argv)  # noqa: S606 - replace this process with ssh, as `vagrant ssh`
+
+
+def _print_state(state: Any) -> None:
+    rows = [
+        [node.name, node.os, ",".join(node.roles) or "-", node.address, str(node.sshd_pid)]
+        for node in state.nodes
+    ]
+    report.print_table(f"Lab {state.name}", ("NODE", "OS", "ROLES", "ADDRESS", "SSHD PID"), rows)
