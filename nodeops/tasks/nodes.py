@@ -108,7 +108,7 @@ def run(
     all: bool = False,
     sudo: bool = False,
     shell: bool = False,
-    timeout: float | None = None,
+    timeout: str | None = None,
     inventory: str | None = None,
     accept_new_host_keys: bool = False,
 ) -> None:
@@ -117,6 +117,7 @@ def run(
     Each word after `--` reaches the node as one quoted argument, unless --shell is given.
     Output is grouped per node with its exit code; exits 1 when any node fails.
     """
+    command_timeout = _seconds(timeout, "--timeout")
     words = remainder()
     if not words:
         raise NodeopsError("no command: put it after --, e.g. `run --all -- uptime`")
@@ -127,14 +128,14 @@ def run(
     with Sessions(options) as sessions:
         outcomes = sessions.each(
             nodes,
-            lambda transport: transport.run(command, timeout=timeout),
+            lambda transport: transport.run(command, timeout=command_timeout),
             parallel=int(setting(c.config, "parallel")),
         )
     any_failed = False
     for outcome in outcomes:
         result = outcome.value
         if result is None:
-            sys.stdout.write(f"== {outcome.node.name}: unreachable ==\n")
+            sys.stdout.write(f"== {outcome.node.name}: failed ==\n")
             report.print_error(str(outcome.error))
             any_failed = True
             continue
@@ -146,3 +147,16 @@ def run(
     sys.stdout.flush()
     if any_failed:
         raise Exit(code=EXIT_NODE_FAILED)
+
+
+def _seconds(value: str | None, option: str) -> float | None:
+    """A positive number of seconds from an option (Invoke hands untyped options over as text)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise NodeopsError(f"{option} takes a number of seconds, not {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise NodeopsError(f"{option} must be a positive number of seconds, not {value!r}")
+    return seconds

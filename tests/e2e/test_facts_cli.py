@@ -247,3 +247,48 @@ def test_lab_tasks_from_up_to_down(
     assert f"nodeops-{name}-" not in namespaces
     gone = nodeops("lab.status", "--name", name, home=home)
     assert gone.returncode == 2 and "is not up" in gone.stderr
+
+
+def test_ssh_config_user_identity_and_proxyjump_are_honoured(
+    lab: nodeops_lab.LabState, tmp_path: Path, home: Path
+) -> None:
+    """An inventory with bare addresses; ~/.ssh/config supplies user, key, known_hosts and a
+    bastion (cp1) for worker3, whose host key is checked like any other."""
+    cp1, worker3 = lab.node("cp1"), lab.node("worker3")
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    (ssh_dir / "config").write_text(
+        f"Host {cp1.address} {worker3.address}\n"
+        "  User root\n"
+        f"  IdentityFile {lab.key_path}\n"
+        f"  UserKnownHostsFile {lab.known_hosts_path}\n"
+        f"Host {worker3.address}\n"
+        f"  ProxyJump root@{cp1.address}\n"
+    )
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": {
+                    "cp1": {"address": cp1.address},
+                    "worker3": {"address": worker3.address},
+                }
+            }
+        )
+    )
+    run = nodeops("run", "--all", "-i", str(inventory), "--", "hostname", home=home)
+    assert run.returncode == 0, run.stderr
+    assert "== cp1: exit 0 ==\ncp1\n" in run.stdout
+    assert "== worker3: exit 0 ==\nworker3\n" in run.stdout
+    # worker3 saw the connection come from cp1 (the bastion), not from the lab bridge.
+    assert f"Accepted publickey for root from {cp1.address}" in sshd_log(lab, "worker3")
+
+
+def test_command_timeout_is_bounded_and_reported(lab: nodeops_lab.LabState, home: Path) -> None:
+    run = nodeops(
+        "run", "--node", "worker1", "--timeout", "1", "-i", str(lab.inventory_path), "--",
+        "sleep", "30", home=home, timeout=20,
+    )
+    assert run.returncode == 1
+    assert "== worker1: failed ==" in run.stdout
+    assert "`sleep 30` did not finish within 1 s" in run.stderr
