@@ -292,3 +292,19 @@ def test_command_timeout_is_bounded_and_reported(lab: nodeops_lab.LabState, home
     assert run.returncode == 1
     assert "== worker1: failed ==" in run.stdout
     assert "`sleep 30` did not finish within 1 s" in run.stderr
+
+
+def test_lab_up_as_non_root_is_one_clear_error() -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop root")
+    run = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+         sys.executable, "-m", "nodeops", "lab.up", "--name", "nonroot"],
+        capture_output=True, text=True, timeout=60, cwd="/",
+        env={"PATH": os.environ["PATH"], "HOME": "/nonexistent", "PYTHONDONTWRITEBYTECODE": "1",
+             "PYTHONPATH": str(Path(nodeops_lab.__file__).resolve().parents[2])},
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        "error: the lab needs root (network namespaces, mounts, a bridge): run it as root"
+    ]
