@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from nodeops.cmd import Raw
-from nodeops.facts.script import Probe, first_available, needs, show_files, split_files
+from nodeops.facts.script import Probe, needs, show_files, split_files
 
 CORE_PACKAGES = ("kubeadm", "kubelet", "kubectl")
 KUBE_PACKAGES = (*CORE_PACKAGES, "cri-tools", "kubernetes-cni")
@@ -28,13 +28,14 @@ PACKAGES_RPM = Probe(
 )
 YUM_EXCLUDES = Probe("yum_excludes", show_files(*YUM_CONFIG_FILES, Raw(YUM_REPO_GLOB)))
 # -C: from the cache only, so listing locks never reaches the network.
-VERSIONLOCK = Probe(
-    "versionlock",
-    first_available(
-        ("dnf", ("dnf", "-q", "-C", "versionlock", "list")),
-        ("yum", ("yum", "-q", "-C", "versionlock", "list")),
-    ),
+# The versionlock plugins' own lock files, read directly: `dnf versionlock list` would start
+# dnf (about a second of Python on a real node) just to print the same lines.
+VERSIONLOCK_FILES = (
+    "/etc/dnf/plugins/versionlock.list",  # dnf 4
+    "/etc/yum/pluginconf.d/versionlock.list",  # yum 3
+    "/etc/dnf/versionlock.toml",  # dnf 5
 )
+VERSIONLOCK = Probe("versionlock", show_files(*VERSIONLOCK_FILES))
 
 
 @dataclass(frozen=True)
@@ -156,16 +157,19 @@ def excluded_packages(
 
 
 def parse_versionlock(text: str, names: Iterable[str] = KUBE_PACKAGES) -> frozenset[str]:
-    """Locked (or lock-excluded) package names from `dnf|yum versionlock list`.
+    """Locked (or lock-excluded) package names from the versionlock files or `versionlock list`.
 
     Entries look like `kubelet-0:1.28.2-150500.1.1.*` (dnf 4), `0:kubelet-1.11.2-0.*`
-    (yum), `!kubelet-...` (excluded), or `Package name: kubelet` (dnf 5).
+    (yum), `!kubelet-...` (excluded), `Package name: kubelet` (dnf 5's list) or
+    `name = "kubelet"` (dnf 5's versionlock.toml).
     """
     wanted = list(names)
     locked: set[str] = set()
     for line in text.splitlines():
         entry = line.strip()
-        dnf5 = re.fullmatch(r"Package name:\s*(\S+)", entry)
+        dnf5 = re.fullmatch(r"Package name:\s*(\S+)", entry) or re.fullmatch(
+            r"name\s*=\s*[\"']([^\"']+)[\"']", entry
+        )
         if dnf5:
             if dnf5.group(1) in wanted:
                 locked.add(dnf5.group(1))

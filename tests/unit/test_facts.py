@@ -167,11 +167,7 @@ ROCKY_NODE = {
         ),
         0,
     ),
-    "versionlock": (
-        "No such command: versionlock. Please use /usr/bin/dnf --help\n"
-        "It could be a DNF plugin command, try: \"dnf install 'dnf-command(versionlock)'\"\n",
-        2,
-    ),
+    "versionlock": ("", 0),  # no versionlock plugin: none of its files exist
     "kubeadm_version": ("v1.29.3\n", 0),
     "kubelet_version": ("Kubernetes v1.29.3\n", 0),
     "kubectl_version": (KUBECTL_JSON.replace("v1.30.2", "v1.29.3") + "\n", 0),
@@ -708,6 +704,8 @@ def test_parse_versionlock_formats() -> None:
         "Package name: kubelet\nevr = 1.30.2-150500.1.1\n"
     )
     assert packages.parse_versionlock(dnf5) == {"kubelet"}
+    toml = '[[packages]]\nname = "kubeadm"\n[packages.conditions]\nevr = "1.30.2"\n'
+    assert packages.parse_versionlock(toml) == {"kubeadm"}
     assert packages.parse_versionlock("No such command: versionlock.\n") == frozenset()
 
 
