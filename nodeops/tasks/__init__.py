@@ -5,10 +5,11 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from nodeops.settings import DEFAULTS
-from nodeops.tasks import lab, nodes
+from nodeops.tasks import lab, nodes, vagrant
 
 ns = Collection()
 ns.add_task(nodes.facts)
 ns.add_task(nodes.run)
 ns.add_collection(Collection.from_module(lab, name="lab"))
+ns.add_collection(Collection.from_module(vagrant, name="vagrant"))
 ns.configure({"nodeops": dict(DEFAULTS)})
