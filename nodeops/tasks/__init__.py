@@ -5,11 +5,12 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from nodeops.settings import DEFAULTS
-from nodeops.tasks import lab, nodes, vagrant
+from nodeops.tasks import drain, lab, nodes, vagrant
 
 ns = Collection()
 ns.add_task(nodes.facts)
 ns.add_task(nodes.run)
+ns.add_task(drain.drain_plan)
 ns.add_collection(Collection.from_module(lab, name="lab"))
 ns.add_collection(Collection.from_module(vagrant, name="vagrant"))
 ns.configure({"nodeops": dict(DEFAULTS)})
