@@ -38,7 +38,7 @@ def check_host() -> None:
     if not _has_overlayfs():
         raise LabError("the lab needs overlayfs; this kernel has none (modprobe overlay failed)")
     if python_for_nodes() is None:
-        raise LabError("the lab needs /usr/bin/python3 (or this Python outside /tmp) for node init")
+        raise LabError("the lab cannot find the Python it runs with (sys.executable)")
 
 
 def check_privileges() -> None:
@@ -51,14 +51,35 @@ def check_privileges() -> None:
         raise LabError("the lab needs the `ip` command (iproute2)")
 
 
+# Where every node has its own directory instead of the host's.
+NODE_PRIVATE_DIRS = ("/root", "/tmp", "/run", "/var/log")  # noqa: S108
+
+
+def _private_in_nodes(path: str) -> bool:
+    return any(path == top or path.startswith(top + "/") for top in NODE_PRIVATE_DIRS)
+
+
+def paths_shared_with_nodes() -> list[str]:
+    """Host directories that nodes must see although they lie in a node-private directory.
+
+    Simulated programs run inside nodes with this very Python and this checkout, which may
+    live under /root (pyenv, a virtualenv) or /tmp (a CI clone).
+    """
+    source_root = str(Path(__file__).resolve().parents[2])
+    executable = Path(os.path.realpath(sys.executable))
+    candidates = {
+        sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+        str(executable.parent.parent), source_root,
+    }
+    wanted = sorted(p for p in candidates if _private_in_nodes(p) and os.path.isdir(p))
+    # A path inside another one already shared comes along with it.
+    return [p for p in wanted if not any(p.startswith(q + "/") for q in wanted if q != p)]
+
+
 def python_for_nodes() -> str | None:
-    """A Python that nodes can run (their /usr is the host's under an overlay)."""
-    if os.access("/usr/bin/python3", os.X_OK):
-        return "/usr/bin/python3"
+    """The Python simulated programs run with inside nodes: this one (see paths_shared...)."""
     exe = sys.executable
-    if exe and os.access(exe, os.X_OK) and not exe.startswith(("/tmp/", "/run/")):  # noqa: S108
-        return exe
-    return None
+    return exe if exe and os.access(exe, os.X_OK) else None
 
 
 def _debian_family() -> bool:

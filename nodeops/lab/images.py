@@ -1,18 +1,20 @@
 """OS images: the files that make a node look like Ubuntu, Debian or Rocky Linux.
 
 An image is written into the node's overlay upper directories: its os-release and release
-files, and overlay whiteouts (0:0 character devices) that hide the host's tools of the other
-package family. The texts live in images/ beside this module.
+files, the simulated package tools and systemctl of its family (nodeops.lab.stubs), and
+overlay whiteouts (0:0 character devices) that hide the host's tools of the other package
+family and the host's own kube binaries. The texts live in images/ beside this module.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nodeops.lab import stubs
 from nodeops.lab.overlay import make_dirs, whiteout
-from nodeops.lab.stubs import RHEL_TOOL_NAMES, install_rhel_tools
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 
@@ -107,15 +109,27 @@ def install(os_name: str, upper: dict[str, Path], host_root: Path = Path("/")) -
         os.symlink(target, place(f"etc/{name}"))
 
     taken = {f"etc/{n}" for n in [*image.etc_files, *image.etc_links]}
+    stubs.install_tools(image.family, upper["usr"])
     if image.family == "rhel":
         hidden = [
             str(p.relative_to(host_root)) for g in _DEBIAN_TOOL_GLOBS for p in host_root.glob(g)
         ]
         hidden += list(_DEBIAN_DATA)
-        install_rhel_tools(upper["usr"])
     else:
-        hidden = [f"usr/{rel}" for rel in RHEL_TOOL_NAMES] + list(_RHEL_DATA)
+        hidden = [f"usr/{rel}" for rel in stubs.RHEL_TOOL_NAMES] + list(_RHEL_DATA)
+        _install_dpkg_status(place, host_root)
+    hidden += list(stubs.KUBE_BINARIES)
     for rel in sorted(set(hidden) - taken):
         path = place(rel)
         if os.path.lexists(host_root / rel) and not os.path.lexists(path):
             whiteout(path)
+
+
+def _install_dpkg_status(place: Callable[[str], Path], host_root: Path) -> None:
+    """Give the node a dpkg database without the host's kube packages (it starts with none)."""
+    status = host_root / "var/lib/dpkg/status"
+    if status.is_file():
+        text = status.read_text(errors="surrogateescape")
+        path = place("var/lib/dpkg/status")
+        path.write_text(stubs.without_kube_packages(text), errors="surrogateescape")
+        path.chmod(0o644)

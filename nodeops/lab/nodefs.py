@@ -37,23 +37,42 @@ while True:
         break
 """
 
-# Run by `unshare` as PID 1 of the node: $1 node dir, $2 node name, $3 python, $4 init code.
+# Run by `unshare` as PID 1 of the node: $1 node dir, $2 node name, $3 python, $4 init code,
+# then the host paths the node shares (host.paths_shared_with_nodes()).
 _SETUP = """\
 set -eu
 d=$1
+node=$2
+python=$3
+init=$4
+shift 4
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+# Paths the node must share with the host although they lie where the node has its own
+# directories (/root, /tmp): the Python that runs the lab and this checkout. Pin them on
+# the node's fresh /run before those directories are covered (the lab's own state may be
+# under /tmp too), then put them back read-only at the same paths.
+i=0
+for p in "$@"; do
+    i=$((i + 1)); mkdir -p "/run/nodeops-shared/$i"; mount --bind "$p" "/run/nodeops-shared/$i"
+done
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc/upper,workdir=$d/etc/work" /etc
 mount -t overlay overlay -o "lowerdir=/usr,upperdir=$d/usr/upper,workdir=$d/usr/work" /usr
 mount -t overlay overlay \
     -o "lowerdir=/var/lib,upperdir=$d/varlib/upper,workdir=$d/varlib/work" /var/lib
 mount --bind "$d/root" /root
 mount --bind "$d/log" /var/log
-mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mkdir -m 0755 /run/sshd
 mkdir -m 1777 /run/lock
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
-echo "$2" > /proc/sys/kernel/hostname
+i=0
+for p in "$@"; do
+    i=$((i + 1)); mkdir -p "$p"; mount --bind "/run/nodeops-shared/$i" "$p"
+    mount -o remount,bind,ro "$p"; umount "/run/nodeops-shared/$i"; rmdir "/run/nodeops-shared/$i"
+done
+[ ! -d /run/nodeops-shared ] || rmdir /run/nodeops-shared
+echo "$node" > /proc/sys/kernel/hostname
 echo ready
-exec "$3" -I -S -c "$4" >/dev/null
+exec "$python" -I -S -c "$init" >/dev/null
 """
 
 
@@ -111,6 +130,7 @@ def start_holder(
     argv = ["ip", "netns", "exec", netns, "unshare", "--mount", "--uts", "--pid", "--fork"]
     argv += ["--kill-child", "--mount-proc", "--propagation", "private"]
     argv += ["/bin/sh", "-c", _SETUP, "nodeops-node", str(node_dir), node, python, _INIT]
+    argv += host.paths_shared_with_nodes()
     log = node_dir / "holder.log"
     with log.open("ab") as err:
         proc = host.spawn(argv, stdout=subprocess.PIPE, stderr=err)

@@ -1,81 +1,74 @@
-"""Placeholder package tools of RHEL-family lab nodes: dnf, yum (-> dnf) and rpm.
+"""The simulated tools every lab node gets in its /usr overlay, at their real paths.
 
-They answer only what the lab needs so far (versions, `rpm -q` of absent packages) and say
-"simulated command not implemented yet" to anything else. The simulated dnf/yum/rpm with
-repositories and installed packages will replace this module; nothing else writes these files.
+Debian-family nodes: apt-get, apt, apt-mark, apt-cache (nodeops.lab.sim.pkg.apt); dpkg and
+dpkg-query stay the host's real ones, reading the node's own /var/lib/dpkg/status, into
+which the simulated apt writes the kube packages. RHEL-family nodes: dnf, yum
+(nodeops.lab.sim.pkg.dnf) and rpm (nodeops.lab.sim.pkg.rpm). Every node: systemctl and
+journalctl (nodeops.lab.sim.systemctl). The host's own kube binaries are hidden so that a
+node has only what its packages install.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-_RPM = """\
-#!/bin/sh
-# nodeops lab: placeholder rpm (see nodeops/lab/stubs.py)
-tool=${0##*/}
-all="$*"
-case "$1" in
---version)
-    echo "RPM version 4.16.1.3"
-    exit 0 ;;
--q|--query)
-    shift
-    names=""
-    while [ $# -gt 0 ]; do
-        case "$1" in
-        --qf|--queryformat) shift ;;
-        --qf=*|--queryformat=*) ;;
-        -*) echo "$tool: simulated command not implemented yet: $all" >&2; exit 1 ;;
-        *) names="$names $1" ;;
-        esac
-        shift
-    done
-    if [ -z "$names" ]; then
-        echo "rpm: no arguments given for query" >&2
-        exit 1
-    fi
-    # Real rpm exits with the number of packages it did not find. No package is installed yet.
-    missing=0
-    for name in $names; do
-        echo "package $name is not installed"
-        missing=$((missing + 1))
-    done
-    exit $missing ;;
-esac
-echo "$tool: simulated command not implemented yet: $all" >&2
-exit 1
-"""
+from nodeops.lab.sim.pkg.catalog import PACKAGES
+from nodeops.lab.sim.pkg.files import node_wrapper
 
-_DNF = """\
-#!/bin/sh
-# nodeops lab: placeholder dnf, also yum (see nodeops/lab/stubs.py)
-tool=${0##*/}
-if [ "$#" -eq 1 ] && [ "$1" = "--version" ]; then
-    echo "4.14.0"
-    echo "  Installed: dnf-0:4.14.0-8.el9.noarch at Mon 13 Nov 2023 12:00:00 AM GMT"
-    exit 0
-fi
-echo "$tool: simulated command not implemented yet: $*" >&2
-exit 1
-"""
+_APT = "nodeops.lab.sim.pkg.apt"
+_DNF = "nodeops.lab.sim.pkg.dnf"
+_RPM = "nodeops.lab.sim.pkg.rpm"
+_SYSTEMCTL = "nodeops.lab.sim.systemctl"
 
-#: Scripts by path relative to /usr.
-RHEL_TOOLS = {"bin/rpm": _RPM, "bin/dnf": _DNF}
-#: Symlinks by path relative to /usr, to their target.
-RHEL_LINKS = {"bin/yum": "dnf"}
-#: What the tools shadow when the host has them, relative to /usr (the apt family hides these).
+#: Simulated tools by path relative to /usr: (module, tool name).
+DEBIAN_TOOLS = {
+    "bin/apt-get": (_APT, "apt-get"),
+    "bin/apt": (_APT, "apt"),
+    "bin/apt-mark": (_APT, "apt-mark"),
+    "bin/apt-cache": (_APT, "apt-cache"),
+}
+RHEL_TOOLS = {
+    "bin/dnf": (_DNF, "dnf"),
+    "bin/yum": (_DNF, "yum"),
+    "bin/rpm": (_RPM, "rpm"),
+}
+COMMON_TOOLS = {
+    "bin/systemctl": (_SYSTEMCTL, "systemctl"),
+    "bin/journalctl": (_SYSTEMCTL, "journalctl"),
+}
+#: What the RHEL tools shadow when the host has them, relative to /usr (the apt family hides these).
 RHEL_TOOL_NAMES = ("bin/rpm", "bin/dnf", "bin/yum", "bin/rpmquery", "bin/dnf-3", "bin/yum-builddep")
+#: Host programs hidden on every node: only the node's packages provide them.
+KUBE_BINARIES = ("usr/bin/kubeadm", "usr/bin/kubelet", "usr/bin/kubectl", "usr/bin/crictl")
+
+
+def _install(usr_upper: Path, tools: dict[str, tuple[str, str]]) -> None:
+    for rel, (module, tool) in tools.items():
+        path = usr_upper / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            node_wrapper(module, {"NODEOPS_SIM_TOOL": tool}, f"nodeops lab: simulated {tool}")
+        )
+        path.chmod(0o755)
+
+
+def install_tools(family: str, usr_upper: Path) -> None:
+    """Write the simulated tools of a family ("debian" or "rhel") into a /usr upper dir."""
+    _install(usr_upper, DEBIAN_TOOLS if family == "debian" else RHEL_TOOLS)
+    _install(usr_upper, COMMON_TOOLS)
 
 
 def install_rhel_tools(usr_upper: Path) -> None:
-    """Write the placeholder tools into a node's /usr overlay upper directory."""
-    for rel, text in RHEL_TOOLS.items():
-        path = usr_upper / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        path.chmod(0o755)
-    for rel, target in RHEL_LINKS.items():
-        path = usr_upper / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target, path)
+    """Write the RHEL-family tools (and the common ones) into a /usr upper directory."""
+    install_tools("rhel", usr_upper)
+
+
+def without_kube_packages(dpkg_status: str) -> str:
+    """dpkg's status file minus the kube packages (the host may have Google's kubectl)."""
+    kept = [
+        stanza
+        for stanza in dpkg_status.split("\n\n")
+        if stanza.strip()
+        and stanza.strip().split("\n", 1)[0].removeprefix("Package: ").strip() not in PACKAGES
+    ]
+    return "\n\n".join(s.strip("\n") for s in kept) + "\n\n" if kept else ""

@@ -73,8 +73,11 @@ def test_drain_plan_reads_one_list_from_the_first_control_plane(
         return Sessions(options, factory=factory)  # type: ignore[arg-type]
 
     monkeypatch.setattr(drain_task, "Sessions", sessions)
-    nodes = [n["metadata"]["name"] for n in json.loads(CLUSTER.read_text())["items"]
-             if n["kind"] == "Node"]
+    nodes = [
+        n["metadata"]["name"]
+        for n in json.loads(CLUSTER.read_text())["items"]
+        if n["kind"] == "Node"
+    ]
     config: dict[str, Any] = {}
     plan = drain_task.fetch_plan(
         load_inventory(inventory), config, None, [nodes[0]], DrainOptions(ignore_daemonsets=True)
