@@ -31,6 +31,9 @@ def _lab() -> Any:
         "debian-12, rocky-9. Default: ubuntu-24.04 then rocky-9.",
         "name": "Lab name, so several labs can run side by side (default: lab).",
         "inventory": "Where to write the lab's inventory (default: inventories/lab.yaml).",
+        "kubernetes": "The cluster's Kubernetes version (default 1.29.3); kubectl 1.27-1.33 "
+        "ship with this machine, so minors 1.27 to 1.33 work.",
+        "bare": "Only the nodes (OS, SSH): no packages, no kubeadm cluster.",
     },
 )
 @reported
@@ -40,9 +43,15 @@ def up(
     worker_os: list[str] | None = None,
     name: str = DEFAULT_NAME,
     inventory: str | None = None,
+    kubernetes: str = "",
+    bare: bool = False,
 ) -> None:
     """Start the local lab (as root): cp1 plus workers, each a network namespace with its own
-    address, OS files and OpenSSH server. Idempotent; writes the lab's inventory."""
+    address, OS files and OpenSSH server, made a kubeadm cluster (kube packages installed and
+    held, static-pod control plane with real etcd, kubelets, every node Ready, sample
+    workloads). Idempotent; writes the lab's inventory."""
+    from nodeops.lab import cluster
+
     lab = _lab()
     kwargs: dict[str, Any] = {"name": name, "workers": workers}
     if worker_os:
@@ -50,6 +59,13 @@ def up(
     spec = lab.default_spec(**kwargs)
     started = time.monotonic()
     state = lab.up(spec, inventory_path=Path(inventory) if inventory else None)
+    built = (cluster.cluster_dir(state) / cluster.ADMIN_CONF).exists()
+    if kubernetes and built:
+        raise LabError(
+            f"lab {name!r} already runs a cluster; run lab.down first to start another version"
+        )
+    if not bare and not built:
+        cluster.build_cluster(state, version=kubernetes or cluster.DEFAULT_VERSION)
     seconds = time.monotonic() - started
     _print_state(state)
     print(f"lab {name!r} is up in {seconds:.1f} s; inventory: {state.inventory_path}")
@@ -67,10 +83,18 @@ def down(c: Any, name: str = DEFAULT_NAME) -> None:
 @reported
 def status(c: Any, name: str = DEFAULT_NAME) -> None:
     """Show the local lab's nodes, addresses and processes."""
+    from nodeops.lab import cluster
+
     state = _lab().status(name)
     if state is None:
         raise LabError(f"lab {name!r} is not up; start it with `invoke lab.up`")
     _print_state(state)
+    if (cluster.cluster_dir(state) / cluster.ADMIN_CONF).exists():
+        rows = [
+            [n.name, "Ready" if n.ready else "NotReady", n.kubelet_version, ",".join(n.roles)]
+            for n in cluster.cluster_status(state)
+        ]
+        report.print_table("Cluster", ("NODE", "STATUS", "VERSION", "ROLES"), rows)
 
 
 @task(help={"name": "Lab name (default: lab)."})
