@@ -1,0 +1,121 @@
+"""What an operator types by hand over SSH on the lab: kubectl reads, and the seed's etcd
+backup/restore (snapshot save with the flags from etcd.yaml, restore into a new data dir,
+point the manifest's hostPath at it) bringing a deleted Deployment back."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nodeops import lab as nodeops_lab
+from nodeops.lab import cluster
+
+pytestmark = pytest.mark.lab
+
+KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
+
+
+class Lab:
+    def __init__(self, state: nodeops_lab.LabState) -> None:
+        self.state = state
+
+    def sh(self, node: str, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            nodeops_lab.ssh_argv(self.state.name, node, [script]),
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{node}: {script!r} exited {done.returncode}: {done.stderr}")
+        return done
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+    return result
+
+
+@pytest.fixture(scope="module")
+def lab(
+    lab_root: Path, fresh_lab_name: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lab]:
+    name = fresh_lab_name()
+    inventory = tmp_path_factory.mktemp("by-hand") / "lab.yaml"
+    try:
+        state = nodeops_lab.up(nodeops_lab.default_spec(name, workers=2), inventory_path=inventory)
+        cluster.build_cluster(state)
+        yield Lab(state)
+    finally:
+        nodeops_lab.down(name)
+    leftovers = subprocess.run(
+        ["pgrep", "-af", f"nodeops-{name}-|nodeops.lab.sim"], capture_output=True, text=True
+    ).stdout
+    assert f"nodeops-{name}-" not in leftovers
+
+
+def test_kubectl_reads_an_operator_uses(lab: Lab) -> None:
+    version = json.loads(lab.sh("cp1", f"{KUBECTL} version -o json").stdout)
+    assert version["serverVersion"]["gitVersion"] == "v1.29.3"
+    wide = lab.sh("cp1", f"{KUBECTL} get pods -A -o wide").stdout
+    header = wide.splitlines()[0].split()
+    assert header[:3] == ["NAMESPACE", "NAME", "READY"] and "NODE" in header
+    assert "etcd-cp1" in wide and "kube-apiserver-cp1" in wide
+    everything = yaml.safe_load(lab.sh("cp1", f"{KUBECTL} get all -A -o yaml").stdout)
+    kinds = {item["kind"] for item in everything["items"]}
+    assert {"Pod", "Deployment", "ReplicaSet", "DaemonSet", "Service"} <= kinds
+
+
+def test_seed_etcd_backup_and_restore_by_hand(lab: Lab) -> None:
+    manifest = yaml.safe_load(lab.sh("cp1", "cat /etc/kubernetes/manifests/etcd.yaml").stdout)
+    flags = dict(
+        arg.removeprefix("--").split("=", 1)
+        for arg in manifest["spec"]["containers"][0]["command"][1:]
+    )
+    endpoint = flags["listen-client-urls"].split(",")[0]
+    etcdctl = (
+        f"ETCDCTL_API=3 etcdctl --endpoints={endpoint} --cacert={flags['trusted-ca-file']}"
+        f" --cert={flags['cert-file']} --key={flags['key-file']}"
+    )
+    lab.sh("cp1", f"mkdir -p -m 0700 /root/backup && {etcdctl} snapshot save /root/backup/snap.db")
+    lab.sh("cp1", f"{KUBECTL} delete deployment web --wait=false")
+    wait(
+        "web to be gone",
+        lambda: lab.sh("cp1", f"{KUBECTL} get deployment web", check=False).returncode != 0,
+    )
+    restore = (
+        f"{etcdctl} snapshot restore /root/backup/snap.db --data-dir /var/lib/etcd-from-backup"
+        f" --name {flags['name']} --initial-cluster {flags['initial-cluster']}"
+        f" --initial-advertise-peer-urls {flags['initial-advertise-peer-urls']}"
+    )
+    lab.sh("cp1", restore)
+    for volume in manifest["spec"]["volumes"]:
+        if volume["name"] == "etcd-data":
+            volume["hostPath"]["path"] = "/var/lib/etcd-from-backup"
+    lab.sh(
+        "cp1",
+        f"printf %s {shlex.quote(yaml.safe_dump(manifest))} > /etc/kubernetes/etcd.yaml.new"
+        " && mv /etc/kubernetes/etcd.yaml.new /etc/kubernetes/manifests/etcd.yaml",
+    )
+    wait(
+        "the restored Deployment",
+        lambda: lab.sh("cp1", f"{KUBECTL} get deployment web", check=False).returncode == 0,
+        timeout=45,
+    )
+    nodes = json.loads(lab.sh("cp1", f"{KUBECTL} get nodes -o json").stdout)["items"]
+    assert len(nodes) == 3
+    # The old data dir is untouched, the new one is what etcd now runs on.
+    assert lab.sh("cp1", "ls /var/lib/etcd/member").stdout.split() == ["snap", "wal"]
+    etcd_pid = lab.sh("cp1", "pgrep -x etcd").stdout.split()[0]
+    mounts = lab.sh("cp1", f"cat /proc/{etcd_pid}/mountinfo").stdout
+    assert any(" /var/lib/etcd " in line for line in mounts.splitlines())
