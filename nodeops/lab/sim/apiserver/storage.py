@@ -15,7 +15,7 @@ from nodeops.lab.sim.apiserver.etcd import Etcd, EtcdError, KeyValue
 from nodeops.lab.sim.apiserver.resources import RESOURCES, Resource
 
 Obj = dict[str, Any]
-_HISTORY = 50_000
+_HISTORY = 10_000
 
 
 def encode(obj: Obj) -> bytes:
