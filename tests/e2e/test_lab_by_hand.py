@@ -119,3 +119,22 @@ def test_seed_etcd_backup_and_restore_by_hand(lab: Lab) -> None:
     etcd_pid = lab.sh("cp1", "pgrep -x etcd").stdout.split()[0]
     mounts = lab.sh("cp1", f"cat /proc/{etcd_pid}/mountinfo").stdout
     assert any(" /var/lib/etcd " in line for line in mounts.splitlines())
+
+
+def test_drain_of_the_control_plane_skips_mirror_pods(lab: Lab) -> None:
+    drained = lab.sh(
+        "cp1", f"{KUBECTL} drain cp1 --ignore-daemonsets --delete-emptydir-data --timeout=30s 2>&1"
+    )
+    try:
+        assert "node/cp1 cordoned" in drained.stdout
+        assert "node/cp1 drained" in drained.stdout
+        assert "evicting pod kube-system/etcd-cp1" not in drained.stdout
+        pods = json.loads(
+            lab.sh("cp1", f"{KUBECTL} get pods -n kube-system -o json").stdout
+        )["items"]
+        mirrors = {p["metadata"]["name"] for p in pods if p["spec"].get("nodeName") == "cp1"}
+        assert {"etcd-cp1", "kube-apiserver-cp1", "kube-scheduler-cp1"} <= mirrors
+        node = json.loads(lab.sh("cp1", f"{KUBECTL} get node cp1 -o json").stdout)
+        assert node["spec"]["unschedulable"] is True
+    finally:
+        lab.sh("cp1", f"{KUBECTL} uncordon cp1")
