@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from nodeops.lab.sim.healthz import listen_error, serve_healthz
 from nodeops.lab.sim.kube_client import ApiStatusError, ChangeGate, Client
 from nodeops.lab.sim.kube_controllers import (
     daemon_should_run,
@@ -783,6 +784,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    bind, port = flags.get("bind-address", "0.0.0.0"), int(flags.get("secure-port", "10257"))  # noqa: S104
+    try:
+        serve_healthz(bind, port, "kube-controller-manager")
+    except OSError as exc:
+        print(f"E {listen_error(bind, port, exc)}", file=sys.stderr)
+        return 1
     client = Client.from_kubeconfig(kubeconfig)
     controllers = Controllers(client, grace=grace)
     # Node lifecycle is time-driven: a full pass at least every second even when idle.
