@@ -134,6 +134,26 @@ def render(template_name: str, values: Mapping[str, Any]) -> str:
     return text
 
 
+def render_file(path: Path, values: Mapping[str, Any]) -> str:
+    """A local template file rendered as the built-in ones are (sandboxed, StrictUndefined,
+    every value as JSON); InvalidPod unless the result is one valid Pod."""
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read the template {path}: {exc}") from None
+    env = environment()
+    try:
+        # No loader: a local template cannot include or extend other files.
+        template = env.overlay(loader=None).from_string(source)
+        text = template.render(**values)
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {path}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"template {path}: {exc}") from None
+    validate_pod(text)
+    return text
+
+
 # --- validation ----------------------------------------------------------------------------
 
 

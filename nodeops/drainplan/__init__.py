@@ -3,6 +3,10 @@
 Pure: computed from `kubectl get nodes,pods,poddisruptionbudgets -A -o json` items, with
 kubectl drain's filters, the eviction subresource's PodDisruptionBudget checks and the
 scheduler's NodeUnschedulable, TaintToleration, NodeAffinity and NodeResourcesFit filters.
+Budgets are replayed as a real drain meets them: kubectl retries a refused eviction every 5s,
+so a pod is `blocked` only when nothing can free its budget (it allows no disruption even
+with every expected pod healthy, or the replacements it waits for stay Pending or are never
+made); a pod that waits for a replacement to be Ready is `evicted`, marked `waits`.
 """
 
 from nodeops.drainplan.matching import (

@@ -100,7 +100,11 @@ class DrainOptions:
 
 @dataclass(frozen=True)
 class PdbImpact:
-    """A budget's status, the disruptions this plan takes from it and the evictions it refuses."""
+    """A budget's status, the disruptions this plan takes from it and the evictions it refuses.
+
+    `disruptions` counts every eviction it lets through, `waited` those of them that first wait
+    for an earlier evicted pod's replacement to be Ready, `refused` those it never lets through.
+    """
 
     namespace: str
     name: str
@@ -110,6 +114,7 @@ class PdbImpact:
     expected_pods: int
     disruptions: int = 0
     refused: int = 0
+    waited: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -122,6 +127,7 @@ class PdbImpact:
             "expectedPods": self.expected_pods,
             "disruptions": self.disruptions,
             "refused": self.refused,
+            "waited": self.waited,
         }
 
 
@@ -131,7 +137,9 @@ class PodFate:
 
     `candidates` are the nodes that could take its replacement, best first; `target` is the
     one this plan puts it on; `pdb` names the budget(s) that cover it and `budget` is that
-    budget as this pod's eviction leaves it (its disruptions and refusals so far).
+    budget as this pod's eviction leaves it (its disruptions and refusals so far). `waits` is
+    True when the budget lets the eviction through only after an earlier evicted pod's
+    replacement is Ready (kubectl retries the 429 every 5s meanwhile): slower, not blocked.
     """
 
     namespace: str
@@ -145,6 +153,7 @@ class PodFate:
     pdb: str | None = None
     budget: PdbImpact | None = None
     data_loss: tuple[str, ...] = ()
+    waits: bool = False
 
     @property
     def flag(self) -> str | None:
@@ -165,6 +174,7 @@ class PodFate:
             "pdb": self.pdb,
             "budget": self.budget.to_dict() if self.budget else None,
             "dataLoss": list(self.data_loss),
+            "waitsForReplacement": self.waits,
         }
 
 
@@ -206,6 +216,11 @@ class DrainPlan:
         return self.verdict is Verdict.SAFE
 
     @property
+    def waits_for_replacements(self) -> int:
+        """How many evictions wait for a replacement to be Ready: a slower drain, still clean."""
+        return sum(1 for f in self.fates if f.waits)
+
+    @property
     def flags_needed(self) -> tuple[str, ...]:
         """kubectl flags missing for the drain to start at all."""
         seen: dict[str, None] = {}
@@ -242,6 +257,7 @@ class DrainPlan:
             "verdict": self.verdict.value,
             "verdicts": [v.value for v in self.verdicts],
             "clean": self.clean,
+            "waitsForReplacements": self.waits_for_replacements,
             "flagsNeeded": list(self.flags_needed),
             "pods": [f.to_dict() for f in self.fates],
             "pdbs": [p.to_dict() for p in self.pdbs],
@@ -364,7 +380,20 @@ def _filter(pod: Obj, options: DrainOptions, daemonsets: set[tuple[str, str]] | 
     return _Filtered(True, orphan_daemonset=orphan)
 
 
-# --- PodDisruptionBudgets (the eviction subresource) ---------------------------------------
+# --- PodDisruptionBudgets (the eviction subresource, retried by kubectl) --------------------
+#
+# kubectl drain evicts every pod of a node at once and retries each 429 every 5s. A budget
+# lets `disruptionsAllowed` evictions through at once; each evicted Ready pod whose owner
+# makes a replacement that the scheduler can place (on a node not being drained: those are
+# all cordoned first) frees one more disruption when that replacement is Ready. An eviction
+# is refused for good only when nothing can free the budget: it allows nothing even with
+# every expected pod healthy, or the earlier evictions' replacements stay Pending or are never
+# made. Those are `blocked`; the others wait, and the drain is only slower.
+
+# Owners whose controllers recreate a deleted pod (a StatefulSet under the same name).
+_REPLACING_OWNERS = frozenset(
+    {"ReplicaSet", "ReplicationController", "StatefulSet", "Job", "DaemonSet"}
+)
 
 
 @dataclass
@@ -376,11 +405,19 @@ class _Budget:
     expected: int
     disruptions: int = 0
     refused: int = 0
+    waited: int = 0
+    credits: int = 0  # replacements on their way to Ready, not yet spent by a waiting eviction
+    stalls: list[str] = field(default_factory=list)  # why earlier evictions free nothing
     touched: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
         return (_namespace(self.pdb), _name(self.pdb))
+
+    @property
+    def at_a_time(self) -> int:
+        """Disruptions allowed with every expected pod healthy."""
+        return self.expected - self.desired
 
     def impact(self) -> PdbImpact:
         status: Obj = self.pdb.get("status") or {}
@@ -393,6 +430,7 @@ class _Budget:
             expected_pods=_int(status.get("expectedPods")),
             disruptions=self.disruptions,
             refused=self.refused,
+            waited=self.waited,
         )
 
 
@@ -420,12 +458,52 @@ def _budgets_for(pod: Obj, budgets: Sequence[_Budget]) -> list[_Budget]:
     ]
 
 
-def _evict(
-    pod: Obj, budgets: Sequence[_Budget]
-) -> tuple[str | None, str | None, str, PdbImpact | None]:
-    """Simulate one eviction: (blocking reason or None, pdb name(s), note, budget snapshot)."""
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass
+class _Eviction:
+    """One eviction as the budget decides it."""
+
+    blocked: str | None = None
+    pdb: str | None = None
+    note: str = ""
+    snapshot: PdbImpact | None = None
+    waits: bool = False
+    budget: _Budget | None = None  # the budget this eviction uses (its replacement frees it)
+
+
+def _refusal(budget: _Budget) -> str:
+    name = budget.key[1]
+    head = f"{EVICTION_REFUSED} PodDisruptionBudget {name}"
+    retry = "kubectl retries every 5s until --timeout (forever without one)"
+    if budget.at_a_time <= 0:
+        return (
+            f"{head} allows 0 disruptions even with all {budget.expected} expected pods healthy "
+            f"(needs {budget.desired}): no eviction of its pods can succeed; {retry}"
+        )
+    status = (
+        f"allows {_plural(budget.allowed, 'disruption')} now (healthy {budget.healthy}, needs "
+        f"{budget.desired}, expected {budget.expected})"
+    )
+    if budget.stalls:
+        why = "; ".join(dict.fromkeys(budget.stalls))
+        return (
+            f"{head} {status}, this would be disruption {budget.disruptions + 1}, and no "
+            f"replacement of the pods evicted before it can become Ready to free it: {why}; "
+            f"{retry}"
+        )
+    return (
+        f"{head} {status} and nothing this drain does makes another pod of it Ready "
+        f"(it waits for the budget's unhealthy pods, which this plan cannot promise); {retry}"
+    )
+
+
+def _evict(pod: Obj, budgets: Sequence[_Budget]) -> _Eviction:
+    """Simulate one eviction, retried as kubectl does: through now, after waiting, or never."""
     if _phase(pod) in (*_FINISHED, "Pending") or _meta(pod).get("deletionTimestamp"):
-        return None, None, "eviction skips PodDisruptionBudgets for this pod", None
+        return _Eviction(note="eviction skips PodDisruptionBudgets for this pod")
     mine = _budgets_for(pod, budgets)
     for budget in mine:
         budget.touched = True
@@ -433,34 +511,45 @@ def _evict(
         for budget in mine:
             budget.refused += 1
         names = ", ".join(b.key[1] for b in mine)
-        return f"{MULTIPLE_PDBS} ({names})", names, "", None
+        return _Eviction(blocked=f"{MULTIPLE_PDBS} ({names})", pdb=names)
     if not mine:
-        return None, None, "", None
+        return _Eviction()
     budget = mine[0]
     name = budget.key[1]
     policy = (budget.pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") or "IfHealthyBudget"
-    healthy_now = budget.healthy - budget.disruptions
+    healthy_now = budget.healthy - (budget.disruptions - budget.waited)
     if not _condition_true(pod, "Ready") and (
         policy == "AlwaysAllow" or (healthy_now >= budget.desired and budget.desired > 0)
     ):
         note = f"not Ready: evicted without using PodDisruptionBudget {name}"
-        return None, name, note, budget.impact()
-    left = budget.allowed - budget.disruptions
-    if left <= 0:
-        budget.refused += 1
-        covered = budget.disruptions + 1
-        return (
-            f"{EVICTION_REFUSED} PodDisruptionBudget {name} allows {budget.allowed} "
-            f"disruption(s) (healthy {budget.healthy}, needs {budget.desired}, expected "
-            f"{budget.expected}) and this would be disruption {covered}; kubectl retries "
-            "every 5s until replacements are Ready or --timeout",
-            name,
-            "",
-            budget.impact(),
+        return _Eviction(pdb=name, note=note, snapshot=budget.impact())
+    left = budget.allowed - (budget.disruptions - budget.waited)
+    if left > 0:
+        budget.disruptions += 1
+        note = f"PodDisruptionBudget {name}: {left - 1} disruption(s) left"
+        return _Eviction(pdb=name, note=note, snapshot=budget.impact(), budget=budget)
+    if budget.credits > 0 and budget.at_a_time > 0:
+        budget.credits -= 1
+        budget.disruptions += 1
+        budget.waited += 1
+        note = (
+            f"evicted after a replacement is Ready: PodDisruptionBudget {name} allows "
+            f"{_plural(budget.at_a_time, 'disruption')} at a time (kubectl retries the eviction "
+            "every 5s meanwhile)"
         )
-    budget.disruptions += 1
-    note = f"PodDisruptionBudget {name}: {left - 1} disruption(s) left"
-    return None, name, note, budget.impact()
+        return _Eviction(pdb=name, note=note, snapshot=budget.impact(), waits=True, budget=budget)
+    budget.refused += 1
+    return _Eviction(blocked=_refusal(budget), pdb=name, snapshot=budget.impact())
+
+
+def _replaced(pod: Obj, budget: _Budget | None, stall: str | None) -> None:
+    """Record what the evicted pod's replacement does for its budget: frees it, or not (why)."""
+    if budget is None:
+        return
+    if stall is None:
+        budget.credits += 1
+    else:
+        budget.stalls.append(f"{_name(pod)}: {stall}")
 
 
 # --- placement (the scheduler's filters, then a deterministic choice) ----------------------
@@ -614,19 +703,41 @@ def _fate(
         return replace(base, kind=filtered.kind, reason=filtered.reason, flags=filtered.flags)
 
     notes: list[str] = []
+    used: _Budget | None = None
+    waits = False
     if options.disable_eviction:
         notes.append("deleted (--disable-eviction): PodDisruptionBudgets are bypassed")
     else:
-        blocked, pdb, note, snapshot = _evict(pod, budgets)
-        base = replace(base, pdb=pdb, budget=snapshot)
-        if blocked is not None:
-            return replace(base, kind=FateKind.BLOCKED, reason=blocked)
-        if note:
-            notes.append(note)
+        eviction = _evict(pod, budgets)
+        base = replace(base, pdb=eviction.pdb, budget=eviction.snapshot)
+        if eviction.blocked is not None:
+            return replace(base, kind=FateKind.BLOCKED, reason=eviction.blocked)
+        used, waits = eviction.budget, eviction.waits
+        if waits:
+            base = replace(base, waits=True)
+        elif eviction.note:
+            notes.append(eviction.note)
+    fate = _after_eviction(pod, base, notes, filtered, used, cands, draining, total_nodes)
+    if waits:
+        fate = replace(fate, reason=f"{eviction.note}; {fate.reason}")
+    return fate
 
+
+def _after_eviction(
+    pod: Obj,
+    base: PodFate,
+    notes: list[str],
+    filtered: _Filtered,
+    used: _Budget | None,
+    cands: Sequence[_Candidate],
+    draining: frozenset[str],
+    total_nodes: int,
+) -> PodFate:
+    """Where the evicted pod's replacement goes, and what that does for its budget."""
     phase = _phase(pod)
     if phase in _FINISHED:
         reason = f"finished ({phase}): deleted, not replaced"
+        _replaced(pod, used, "finished, not replaced")
         return replace(base, kind=FateKind.EVICTED, reason=_join(reason, notes))
     if _meta(pod).get("deletionTimestamp"):
         reason = "already terminating: kubectl waits for it; its controller replaces it"
@@ -636,21 +747,31 @@ def _fate(
         notes.append("emptyDir data deleted: " + ", ".join(data_loss))
     if filtered.orphan_daemonset:
         reason = f"deleted and never recreated: {filtered.orphan_daemonset} (--force)"
+        _replaced(pod, used, "never recreated (its DaemonSet is gone)")
         return replace(base, kind=FateKind.LOST, reason=_join(reason, notes), data_loss=data_loss)
-    if _controller(pod) is None:
+    owner = _controller(pod)
+    if owner is None:
         reason = "deleted and never recreated: no controller (--force)"
+        _replaced(pod, used, "never recreated (no controller)")
         return replace(base, kind=FateKind.LOST, reason=_join(reason, notes), data_loss=data_loss)
+    kind = str(owner.get("kind") or "")
+    if kind not in _REPLACING_OWNERS:
+        notes.append(f"assumes its owner ({kind} {owner.get('name', '')}) recreates it")
+    elif kind == "StatefulSet":
+        notes.append("its StatefulSet recreates it under the same name")
     unchecked = _unchecked(pod)
     if unchecked:
         notes.append("not checked: " + ", ".join(unchecked))
     target, candidates, placed = _place(pod, cands, draining, total_nodes)
     if target is None:
+        _replaced(pod, used, "its replacement would stay Pending")
         return replace(
             base,
             kind=FateKind.PENDING,
             reason=_join(f"replacement would stay Pending: {placed}", notes),
             data_loss=data_loss,
         )
+    _replaced(pod, used, None)
     return replace(
         base,
         kind=FateKind.LOST if data_loss else FateKind.EVICTED,

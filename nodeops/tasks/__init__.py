@@ -5,12 +5,17 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from nodeops.settings import DEFAULTS
-from nodeops.tasks import drain, lab, nodes, vagrant
+from nodeops.tasks import drain, lab, nodes, staticpods, vagrant
 
 ns = Collection()
 ns.add_task(nodes.facts)
 ns.add_task(nodes.run)
 ns.add_task(drain.drain_plan)
+ns.add_task(staticpods.kubelet_config)
+ns.add_task(staticpods.static_pod_path)
+ns.add_task(staticpods.static_pods)
+ns.add_task(staticpods.static_pod_apply)
+ns.add_task(staticpods.static_pod_remove)
 ns.add_collection(Collection.from_module(lab, name="lab"))
 ns.add_collection(Collection.from_module(vagrant, name="vagrant"))
 ns.configure({"nodeops": dict(DEFAULTS)})

@@ -59,3 +59,16 @@ def remainder() -> list[str]:
     """The words after `--` on the command line (Invoke keeps them out of task arguments)."""
     argv = sys.argv
     return argv[argv.index("--") + 1 :] if "--" in argv else []
+
+
+def seconds_option(value: str | None, option: str) -> float | None:
+    """A positive number of seconds from an option (Invoke hands untyped options over as text)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise NodeopsError(f"{option} takes a number of seconds, not {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise NodeopsError(f"{option} must be a positive number of seconds, not {value!r}")
+    return seconds

@@ -30,8 +30,13 @@ def control_plane(inventory: Inventory, via: str | None) -> Node:
 
 
 def fetch_plan(
-    inventory: Inventory, config: Any, via: str | None, drain: list[str], options: DrainOptions,
-    *, accept_new_host_keys: bool = False,
+    inventory: Inventory,
+    config: Any,
+    via: str | None,
+    drain: list[str],
+    options: DrainOptions,
+    *,
+    accept_new_host_keys: bool = False,
 ) -> DrainPlan:
     """Read nodes, pods, budgets and DaemonSets in one kubectl call and plan the drain."""
     where = control_plane(inventory, via)
@@ -77,7 +82,9 @@ def drain_plan(
 ) -> None:
     """Say what draining nodes would do to every pod on them, before anything is touched:
     evicted (and where it can go), ignored, lost, blocked by a PodDisruptionBudget, or left
-    Pending. Read-only. Exits 1 unless the drain would be clean.
+    Pending. An eviction a budget refuses at first but lets through once an earlier evicted
+    pod's replacement is Ready (kubectl retries every 5s) is evicted, marked as waiting: the
+    drain is slower, still clean. Read-only. Exits 1 unless the drain would be clean.
     """
     if not node:
         raise NodeopsError("name the node(s) to drain with --node")
@@ -94,6 +101,11 @@ def drain_plan(
     else:
         report.print_table(f"Drain plan for {', '.join(plan.nodes)}", ROW_HEADERS, plan.rows())
         print(f"verdict: {', '.join(v.value for v in plan.verdicts)}")
+        if plan.waits_for_replacements:
+            print(
+                f"slower: {plan.waits_for_replacements} eviction(s) wait for a replacement to be "
+                "Ready (kubectl retries every 5s); give kubectl drain a --timeout that allows it"
+            )
         if plan.flags_needed:
             print(f"kubectl would refuse without: {' '.join(plan.flags_needed)}")
     if not plan.clean:

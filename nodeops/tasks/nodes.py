@@ -19,6 +19,7 @@ from nodeops.tasks.common import (
     SELECT_HELP,
     remainder,
     reported,
+    seconds_option,
     select_nodes,
 )
 
@@ -117,7 +118,7 @@ def run(
     Each word after `--` reaches the node as one quoted argument, unless --shell is given.
     Output is grouped per node with its exit code; exits 1 when any node fails.
     """
-    command_timeout = _seconds(timeout, "--timeout")
+    command_timeout = seconds_option(timeout, "--timeout")
     words = remainder()
     if not words:
         raise NodeopsError("no command: put it after --, e.g. `run --all -- uptime`")
@@ -148,15 +149,3 @@ def run(
     if any_failed:
         raise Exit(code=EXIT_NODE_FAILED)
 
-
-def _seconds(value: str | None, option: str) -> float | None:
-    """A positive number of seconds from an option (Invoke hands untyped options over as text)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise NodeopsError(f"{option} takes a number of seconds, not {value!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise NodeopsError(f"{option} must be a positive number of seconds, not {value!r}")
-    return seconds

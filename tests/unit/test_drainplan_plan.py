@@ -183,24 +183,26 @@ def test_draining_one_node_of_the_deployment_is_safe() -> None:
     assert p.pdbs[0].disruptions == 1
 
 
-def test_draining_two_nodes_blocks_the_second_pod_of_the_deployment() -> None:
+def test_draining_two_nodes_waits_for_a_replacement_instead_of_blocking() -> None:
+    # The budget allows one disruption: kubectl's second eviction gets 429 and is retried every
+    # 5s until the first pod's replacement is Ready on node-c, then it goes through.
     p = plan(["node-a", "node-b"])
     first, second = p.of("default", WEB_A), p.of("default", WEB_B)
     assert first.kind is FateKind.EVICTED
     assert first.target == "node-c"
-    assert second.kind is FateKind.BLOCKED
+    assert not first.waits
+    assert second.kind is FateKind.EVICTED
+    assert second.waits
+    assert second.target == "node-c"
     assert second.pdb == "web-pdb"
-    assert second.budget is not None
-    assert (second.budget.disruptions_allowed, second.budget.disruptions) == (1, 1)
-    assert second.budget.refused == 1
-    assert first.budget is not None and first.budget.refused == 0
-    assert second.reason.startswith(
-        "Cannot evict pod as it would violate the pod's disruption budget. "
-        "PodDisruptionBudget web-pdb allows 1 disruption(s) (healthy 3, needs 2, expected 3) "
-        "and this would be disruption 2;"
+    assert second.reason == (
+        "evicted after a replacement is Ready: PodDisruptionBudget web-pdb allows 1 disruption "
+        "at a time (kubectl retries the eviction every 5s meanwhile); rescheduled to node-c"
     )
-    assert p.verdict is Verdict.BLOCKED
-    assert Verdict.BLOCKED in p.verdicts
+    assert second.budget is not None
+    assert (second.budget.disruptions, second.budget.waited, second.budget.refused) == (2, 1, 0)
+    assert p.waits_for_replacements == 1
+    assert Verdict.BLOCKED not in p.verdicts
     impact = p.to_dict()["pdbs"][0]
     assert impact == {
         "namespace": "default",
@@ -209,15 +211,125 @@ def test_draining_two_nodes_blocks_the_second_pod_of_the_deployment() -> None:
         "currentHealthy": 3,
         "desiredHealthy": 2,
         "expectedPods": 3,
-        "disruptions": 1,
-        "refused": 1,
+        "disruptions": 2,
+        "refused": 0,
+        "waited": 1,
     }
 
 
-def test_order_of_drained_nodes_decides_which_pod_is_blocked() -> None:
+def test_waiting_for_replacements_is_slower_but_clean() -> None:
+    nodes, pods, pdbs = cluster()
+    # node-c holds a second web pod: both go, one after the other's replacement is Ready
+    extra = copy.deepcopy(pod_named(pods, WEB_A))
+    extra["metadata"]["name"] = "web-7d9c5-z9z9z"
+    extra["spec"]["nodeName"] = "node-c"
+    pods.append(extra)
+    pdbs[0]["status"].update(currentHealthy=4, expectedPods=4, desiredHealthy=3)
+    p = plan_drain(nodes, pods, pdbs, ["node-c"], DrainOptions())
+    assert p.clean and p.verdict is Verdict.SAFE
+    assert p.waits_for_replacements == 1
+    assert [f.waits for f in p.fates if f.pdb] == [False, True]
+    data = p.to_dict()
+    assert data["clean"] is True
+    assert data["waitsForReplacements"] == 1
+    assert [pod["waitsForReplacement"] for pod in data["pods"] if pod["pdb"]] == [False, True]
+
+
+def _pool_ab(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> None:
+    """The web pods may only run on node-a and node-b."""
+    for n in nodes:
+        if n["metadata"]["name"] in ("node-a", "node-b"):
+            n["metadata"]["labels"]["pool"] = "ab"
+    for name in (WEB_A, WEB_B, WEB_C):
+        pod_named(pods, name)["spec"]["nodeSelector"] = {"pool": "ab"}
+
+
+def test_two_nodes_each_fine_alone_together_break_the_budget() -> None:
+    nodes, pods, pdbs = cluster()
+    _pool_ab(nodes, pods)
+    for alone in ("node-a", "node-b"):
+        p = plan_drain(nodes, pods, pdbs, [alone], DrainOptions(pod_selector="app=web"))
+        assert p.clean, p.rows()
+    p = plan_drain(nodes, pods, pdbs, ["node-a", "node-b"], DrainOptions(pod_selector="app=web"))
+    first, second = p.of("default", WEB_A), p.of("default", WEB_B)
+    assert first.kind is FateKind.PENDING  # its replacement has nowhere to go
+    assert second.kind is FateKind.BLOCKED
+    assert second.budget is not None
+    assert (second.budget.disruptions, second.budget.refused) == (1, 1)
+    assert second.reason == (
+        "Cannot evict pod as it would violate the pod's disruption budget. PodDisruptionBudget "
+        "web-pdb allows 1 disruption now (healthy 3, needs 2, expected 3), this would be "
+        "disruption 2, and no replacement of the pods evicted before it can become Ready to "
+        f"free it: {WEB_A}: its replacement would stay Pending; kubectl retries every 5s until "
+        "--timeout (forever without one)"
+    )
+    assert p.verdicts == (Verdict.BLOCKED, Verdict.WOULD_LEAVE_PENDING)
+    assert p.waits_for_replacements == 0
+
+
+def test_replacements_compete_for_the_remaining_nodes() -> None:
+    # Room on node-c for one replacement only: the second eviction waits for it, the third
+    # pod's budget is never freed again because the second replacement stays Pending.
+    nodes, pods, pdbs = cluster()
+    by = {n["metadata"]["name"]: n for n in nodes}
+    by["node-c"]["status"]["allocatable"]["pods"] = "3"  # web-c, filler-c and one more
+    extra = copy.deepcopy(pod_named(pods, WEB_A))
+    extra["metadata"]["name"] = "web-7d9c5-a0000"
+    pods.append(extra)
+    pdbs[0]["status"].update(currentHealthy=4, expectedPods=4, desiredHealthy=3)
+    p = plan_drain(nodes, pods, pdbs, ["node-a", "node-b"], DrainOptions(pod_selector="app=web"))
+    kinds = [(f.name, f.kind, f.waits) for f in p.fates if f.pdb]
+    assert kinds == [
+        ("web-7d9c5-a0000", FateKind.EVICTED, False),
+        (WEB_A, FateKind.PENDING, True),
+        (WEB_B, FateKind.BLOCKED, False),
+    ]
+    assert "web-7d9c5-a1b2c: its replacement would stay Pending" in p.of("default", WEB_B).reason
+
+
+def test_budget_that_allows_nothing_even_when_healthy_blocks() -> None:
+    nodes, pods, pdbs = cluster()
+    pdbs[0]["spec"]["minAvailable"] = 3
+    pdbs[0]["status"].update(desiredHealthy=3, disruptionsAllowed=0)
+    fate = plan_drain(nodes, pods, pdbs, ["node-c"], DrainOptions()).of("default", WEB_C)
+    assert fate.kind is FateKind.BLOCKED
+    assert fate.reason == (
+        "Cannot evict pod as it would violate the pod's disruption budget. PodDisruptionBudget "
+        "web-pdb allows 0 disruptions even with all 3 expected pods healthy (needs 3): no "
+        "eviction of its pods can succeed; kubectl retries every 5s until --timeout (forever "
+        "without one)"
+    )
+
+
+def test_pods_never_replaced_do_not_free_their_budget() -> None:
+    nodes, pods, pdbs = cluster()
+    for name in (WEB_A, WEB_B):
+        pod_named(pods, name)["metadata"]["ownerReferences"] = []
+    p = plan_drain(
+        nodes, pods, pdbs, ["node-a", "node-b"], DrainOptions(force=True, pod_selector="app=web")
+    )
+    assert p.of("default", WEB_A).kind is FateKind.LOST
+    blocked = p.of("default", WEB_B)
+    assert blocked.kind is FateKind.BLOCKED
+    assert f"{WEB_A}: never recreated (no controller)" in blocked.reason
+
+
+def test_statefulset_pod_is_replaced_under_its_name_and_frees_the_budget() -> None:
+    nodes, pods, pdbs = cluster()
+    for name in (WEB_A, WEB_B):
+        pod_named(pods, name)["metadata"]["ownerReferences"] = [
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "controller": True}
+        ]
+    p = plan_drain(nodes, pods, pdbs, ["node-a", "node-b"], DrainOptions(pod_selector="app=web"))
+    second = p.of("default", WEB_B)
+    assert (second.kind, second.waits) == (FateKind.EVICTED, True)
+    assert "its StatefulSet recreates it under the same name" in second.reason
+
+
+def test_order_of_drained_nodes_decides_which_pod_waits() -> None:
     p = plan(["node-b", "node-a"])
-    assert p.of("default", WEB_B).kind is FateKind.EVICTED
-    assert p.of("default", WEB_A).kind is FateKind.BLOCKED
+    assert not p.of("default", WEB_B).waits
+    assert p.of("default", WEB_A).waits
 
 
 def test_disable_eviction_bypasses_the_budget() -> None:
@@ -243,7 +355,9 @@ def test_budget_with_no_disruptions_left_blocks_a_single_node_drain() -> None:
     pdbs[0]["status"].update(currentHealthy=2, disruptionsAllowed=0)
     fate = plan_drain(nodes, pods, pdbs, ["node-c"], DrainOptions()).of("default", WEB_C)
     assert fate.kind is FateKind.BLOCKED
-    assert "allows 0 disruption(s)" in fate.reason
+    # another pod of the budget is unhealthy: it may become Ready, but the plan cannot promise it
+    assert "allows 0 disruptions now (healthy 2, needs 2, expected 3)" in fate.reason
+    assert "cannot promise" in fate.reason
 
 
 def test_two_budgets_on_one_pod_block_its_eviction() -> None:
@@ -472,21 +586,16 @@ def test_nothing_to_drain_is_safe() -> None:
 def test_to_dict_is_json_and_rows_match_headers() -> None:
     p = plan(["node-a", "node-b"])
     data = json.loads(json.dumps(p.to_dict()))
-    assert data["verdict"] == "blocked"
+    assert data["verdict"] == "would lose data"
     assert data["clean"] is False
+    assert data["waitsForReplacements"] == 1
     assert data["nodes"] == ["node-a", "node-b"]
     assert data["options"]["ignoreDaemonsets"] is True
-    assert {pod["kind"] for pod in data["pods"]} >= {
-        "evicted",
-        "blocked",
-        "ignored",
-        "lost",
-        "pending",
-    }
+    assert {pod["kind"] for pod in data["pods"]} == {"evicted", "ignored", "lost", "pending"}
     rows = p.rows()
     assert len(rows) == len(p.fates)
     assert all(len(row) == len(ROW_HEADERS) for row in rows)
-    assert rows[[r[1] for r in rows].index(WEB_B)][:4] == ("default", WEB_B, "node-b", "blocked")
+    assert rows[[r[1] for r in rows].index(WEB_B)][:4] == ("default", WEB_B, "node-b", "evicted")
 
 
 def test_plans_are_deterministic_and_inputs_untouched() -> None:
@@ -608,3 +717,47 @@ def test_plan_invariants(cluster_: Any, force: bool) -> None:
             assert load[name] <= alloc[name]
             assert count[name] <= 4
     assert p.clean is all(f.kind is FateKind.EVICTED for f in p.fates)
+
+
+@settings(max_examples=200, deadline=None)
+@given(random_cluster(), st.integers(0, 4), st.booleans())
+def test_budget_invariants(cluster_: Any, min_available: int, force: bool) -> None:
+    """Every pod is in one budget; evictions beyond what it allows now each wait for an earlier
+    replacement, and a refusal only happens when nothing can free the budget any more."""
+    nodes, pods, drain = cluster_
+    for q in pods:
+        q["metadata"]["labels"] = {"app": "x"}
+    running = len(pods)
+    pdb = {
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "x"}}},
+        "status": {
+            "currentHealthy": running,
+            "desiredHealthy": min_available,
+            "expectedPods": running,
+            "disruptionsAllowed": max(0, running - min_available),
+        },
+    }
+    p = plan_drain(nodes, pods, [pdb], drain, DrainOptions(force=force))
+    allowed = max(0, running - min_available)
+    through = [f for f in p.fates if f.pdb and f.kind is not FateKind.BLOCKED]
+    waited = [f for f in through if f.waits]
+    assert len(through) - len(waited) <= allowed
+    assert not waited or allowed > 0
+    freed = 0
+    for f in p.fates:
+        if f.kind is FateKind.FAILS or not f.pdb:
+            continue
+        if f.kind is FateKind.BLOCKED:
+            # blocked: nothing evicted so far can still free the budget
+            assert freed == 0
+            assert allowed == 0 or len(through) - len(waited) == allowed
+            continue
+        if f.waits:
+            assert freed > 0
+            freed -= 1
+        if f.target is not None:
+            freed += 1
+    assert p.waits_for_replacements == len(waited)
+    if Verdict.BLOCKED not in p.verdicts and not {f.kind for f in p.fates} - {FateKind.EVICTED}:
+        assert p.clean

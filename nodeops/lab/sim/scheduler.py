@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+import yaml
+
+from nodeops.lab.sim.healthz import listen_error, serve_healthz
 from nodeops.lab.sim.kube_client import ApiStatusError, ChangeGate, Client
 from nodeops.lab.sim.kube_flags import parse_flags
 from nodeops.lab.sim.kube_objects import condition, meta
@@ -23,8 +26,10 @@ def _log(message: str) -> None:
     print(f"I{stamp}.000000 {threading.get_native_id():>7} scheduler] {message}", file=sys.stderr)
 
 
-def schedule_once(client: Client, scheduler_name: str) -> int:
-    """One pass over pending pods; returns how many were bound."""
+def schedule_once(client: Client, scheduler_name: str | frozenset[str]) -> int:
+    """One pass over pending pods (of one scheduler name or of a set of profiles' names);
+    returns how many were bound."""
+    names = frozenset({scheduler_name}) if isinstance(scheduler_name, str) else scheduler_name
     pods = client.items("/api/v1/pods")
     nodes = client.items("/api/v1/nodes")
     bound = 0
@@ -32,7 +37,7 @@ def schedule_once(client: Client, scheduler_name: str) -> int:
         spec = pod.get("spec") or {}
         if spec.get("nodeName") or meta(pod).get("deletionTimestamp"):
             continue
-        if spec.get("schedulerName", "default-scheduler") != scheduler_name:
+        if spec.get("schedulerName", "default-scheduler") not in names:
             continue
         if (pod.get("status") or {}).get("phase") not in (None, "Pending"):
             continue
@@ -82,15 +87,36 @@ def schedule_once(client: Client, scheduler_name: str) -> int:
     return bound
 
 
+def read_config(path: str) -> tuple[str | None, frozenset[str]]:
+    """A KubeSchedulerConfiguration's clientConnection.kubeconfig and its profiles' names
+    (a profile without schedulerName is default-scheduler, as upstream defaults it)."""
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f) or {}
+    if not isinstance(doc, dict) or doc.get("kind") != "KubeSchedulerConfiguration":
+        raise ValueError(f"{path}: not a KubeSchedulerConfiguration")
+    kubeconfig = (doc.get("clientConnection") or {}).get("kubeconfig") or None
+    profiles = doc.get("profiles") or [{}]
+    names = frozenset(str(p.get("schedulerName") or "default-scheduler") for p in profiles)
+    return kubeconfig, names
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT."""
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
+    scheduler_name: str | frozenset[str] = flags.get("scheduler-name", "default-scheduler")
     kubeconfig = flags.get("kubeconfig") or flags.get("authentication-kubeconfig")
+    if flags.get("config"):
+        # Upstream: with --config, the deprecated --kubeconfig and --scheduler-name flags are
+        # ignored; the client and the profiles' scheduler names come from the file.
+        try:
+            kubeconfig, scheduler_name = read_config(flags["config"])
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     if not kubeconfig:
         print("error: --kubeconfig is required", file=sys.stderr)
         return 1
     interval = float(flags.get("sim-interval", "0.3"))
-    scheduler_name = flags.get("scheduler-name", "default-scheduler")
     stop = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -98,9 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    bind, port = flags.get("bind-address", "0.0.0.0"), int(flags.get("secure-port", "10259"))  # noqa: S104
+    try:
+        serve_healthz(bind, port, "kube-scheduler")
+    except OSError as exc:
+        print(f"E {listen_error(bind, port, exc)}", file=sys.stderr)
+        return 1
     client = Client.from_kubeconfig(kubeconfig)
     gate = ChangeGate(client, max_idle=5.0)
-    _log(f"scheduler {scheduler_name} started")
+    shown = scheduler_name if isinstance(scheduler_name, str) else ",".join(sorted(scheduler_name))
+    _log(f"scheduler {shown} started")
     while not stop.is_set():
         try:
             if gate.changed():

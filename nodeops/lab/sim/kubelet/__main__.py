@@ -124,8 +124,14 @@ def build(flags: KubeletFlags, version: str) -> Kubelet:
     )
 
 
-def set_process_name(name: str) -> None:
-    """Make `ps -C`, `pgrep -x` and top show `name` as the real binary would (PR_SET_NAME)."""
+def set_process_name(name: str, argv: list[str] | None = None) -> None:
+    """Make `ps -C`, `pgrep -x` and top show `name` as the real binary would (PR_SET_NAME),
+    and `ps -eo args` show `/usr/bin/NAME FLAGS…` rather than `python -m …`: nodeops finds
+    the kubelet's flags in the process table, as an operator would."""
+    if argv is not None:
+        import setproctitle
+
+        setproctitle.setproctitle(" ".join([f"/usr/bin/{name}", *argv]))
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(15, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)  # 15: PR_SET_NAME
@@ -161,7 +167,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    set_process_name("kubelet")
+    set_process_name("kubelet", argv)
     kubelet.run()
     return 0
 
