@@ -105,6 +105,46 @@ def ssh(c: Any, node: str, name: str = DEFAULT_NAME) -> None:
     os.execvp(argv[0], argv)  # noqa: S606 - replace this process with ssh, as `vagrant ssh`
 
 
+@task(
+    positional=["kind"],
+    help={
+        "kind": "dpkg-lock, kubelet-not-ready, sshd-down, kubeadm-fail, apiserver-down,"
+        " pdb-blocking or slow-download; with --clear also `all`.",
+        "node": "The node to break (or to clear; --clear without it clears every node).",
+        "seconds": "dpkg-lock: hold the lock this long (default: until cleared);"
+        " slow-download: seconds per download (default 5).",
+        "clear": "Switch faults off instead.",
+        "name": "Lab name (default: lab).",
+    },
+)
+@reported
+def fault(
+    c: Any,
+    kind: str | None = None,  # None, so that Invoke fills it from the command line
+    node: str = "",
+    seconds: str = "",
+    clear: bool = False,
+    name: str = DEFAULT_NAME,
+) -> None:
+    """Switch a fault on a lab node: `lab.fault --node NODE KIND [--seconds N]`, or off:
+    `lab.fault --clear all|KIND [--node NODE]` (Invoke wants the word: `all` clears every
+    fault). Kinds: dpkg-lock, kubelet-not-ready, sshd-down, kubeadm-fail, apiserver-down,
+    pdb-blocking, slow-download (see nodeops/lab/faults.py)."""
+    from nodeops.lab import faults
+
+    if clear:
+        done = faults.clear(name, node or None, kind or "all")
+        print(faults.describe(done) if done else "no fault was on")
+        return
+    if not kind or not node:
+        raise LabError(f"usage: lab.fault --node NODE KIND; kinds: {', '.join(faults.KINDS)}")
+    try:
+        secs = float(seconds) if seconds else None
+    except ValueError:
+        raise LabError(f"--seconds wants a number, not {seconds!r}") from None
+    print(faults.describe([faults.inject(name, node, kind, secs)]))
+
+
 def _print_state(state: Any) -> None:
     rows = [
         [node.name, node.os, ",".join(node.roles) or "-", node.address, str(node.sshd_pid)]

@@ -1,4 +1,5 @@
-"""Simulated kubeadm: `kubeadm version` in every output form; other subcommands refuse.
+"""Simulated kubeadm: `kubeadm version` in every output form, `kubeadm upgrade plan|apply|node`
+(nodeops.lab.sim.kubeadm_upgrade); other subcommands refuse.
 
 The version comes from $NODEOPS_KUBEADM_VERSION (set by the package's /usr/bin/kubeadm
 wrapper). Build metadata is the real one for the releases listed in BUILDS; for the others
@@ -89,8 +90,14 @@ def json_form(version: str) -> str:
     return json.dumps({"clientVersion": data}, indent=2)
 
 
-def run(args: Sequence[str], version: str, out: TextIO, err: TextIO) -> int:
+def run(
+    args: Sequence[str], version: str, out: TextIO, err: TextIO, stdin: TextIO | None = None
+) -> int:
     """Run kubeadm; return its exit code."""
+    if args and args[0] == "upgrade":
+        from nodeops.lab.sim import kubeadm_upgrade
+
+        return kubeadm_upgrade.run(args[1:], version, out, err, stdin)
     if not args or args[0] != "version":
         print(f"kubeadm: simulated subcommand not implemented yet: {' '.join(args)}", file=err)
         return 1
@@ -116,7 +123,8 @@ def run(args: Sequence[str], version: str, out: TextIO, err: TextIO) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     version = os.environ.get("NODEOPS_KUBEADM_VERSION", "v0.0.0")
-    return run(list(sys.argv[1:] if argv is None else argv), version, sys.stdout, sys.stderr)
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run(args, version, sys.stdout, sys.stderr, sys.stdin)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,10 @@ def pod_status(
     for kind, value in wanted.items():
         previous = state.conditions.get(kind)
         if previous is None or previous[0] != value:
-            state.conditions[kind] = (value, now_time() if previous else state.start_time)
+            # A static pod replaced by a new manifest reports before its containers start:
+            # its start time is not known yet, and the API wants a valid RFC 3339 time.
+            first = state.start_time or now_time()
+            state.conditions[kind] = (value, now_time() if previous else first)
         conditions.append(
             {
                 "type": kind,
