@@ -20,6 +20,15 @@ DEFAULTS: dict[str, Any] = {
     "command_timeout": 600,
     "keepalive": 15,
     "accept_new_host_keys": False,
+    "drain_timeout": 600,
+    "max_unavailable": "1",
+    "journal_dir": "~/.local/state/nodeops/journal",
+    "dpkg_lock_timeout": 120,
+    "ready_timeout": 300,
+    "etcd_backup_dir": "~/.local/share/nodeops/etcd-backups",
+    "etcd_backup_keep": 7,
+    "etcd_restore_timeout": 180,
+    "resource_backup_dir": "~/.local/share/nodeops/resource-backups",
 }
 
 

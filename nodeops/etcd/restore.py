@@ -190,13 +190,16 @@ class Wait:
 
 @dataclass(frozen=True)
 class RestoreStep:
-    """One step: its commands in order, the commands that undo it, and what to wait for."""
+    """One step: its commands in order, the commands that undo it, and what to wait for
+    (after `do`, and after `undo`: a rollback must also wait for etcd to stop before it
+    renames data directories)."""
 
     title: str
     do: tuple[Cmd, ...]
     undo: tuple[Cmd, ...] = ()
     wait: Wait | None = None
     changes_node: bool = True
+    undo_wait: Wait | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,29 @@ def _move_back(src: str, dest: str) -> Cmd:
     return Cmd((*gone, Raw("|| {"), *move, Raw("; }")), sudo=True)
 
 
+def port_listening(port: int) -> Cmd:
+    """Exit 0 while something listens on TCP `port` on the node (`ss -Hltn`)."""
+    if not 0 < port < 65536:
+        raise ValueError(f"not a TCP port: {port}")
+    return Cmd(("ss", "-Hltn", f"sport = :{port}", Raw("| grep -q .")), sudo=True)
+
+
+def etcd_present(etcdctl: EtcdctlArgs) -> Cmd:
+    """Exit 0 while an etcd process runs or its client port listens: the data dir is not
+    safe to rename until both are gone (a dying etcd can still write)."""
+    port = urlsplit(etcdctl.endpoint).port or 2379
+    return Cmd(
+        (
+            "pgrep",
+            "-x",
+            "etcd",
+            Raw(">/dev/null ||"),
+            *port_listening(port).argv,
+        ),
+        sudo=True,
+    )
+
+
 def plan_restore(
     member: EtcdMember,
     snapshot: str,
@@ -248,6 +274,10 @@ def plan_restore(
     etcd_start_seconds: float = 180.0,
     data_dir_exists: bool = True,
     owner: str | None = None,
+    apiserver_port: int | None = None,
+    api_ready_probe: Cmd | None = None,
+    api_stop_seconds: float = 60.0,
+    api_start_seconds: float = 180.0,
 ) -> RestorePlan:
     """The restore as ordered, undoable steps; refused (RestoreRefused) before any change.
 
@@ -259,6 +289,11 @@ def plan_restore(
     The restored dir gets the old data dir's owner (`chown --reference`), or `owner`
     ("uid:gid") when given. `data_dir_exists=False` (the disaster case: the data dir is gone)
     drops the "keep" step; the orchestrator probes it with `test -d`.
+
+    `apiserver_port` adds a wait until nothing listens on it after the API server
+    manifests are moved out; `api_ready_probe` (e.g. `kubectl get --raw=/readyz`) a wait
+    until it succeeds after they are put back. Stopping etcd waits until no etcd process
+    runs and its client port is closed (not only until it stops answering).
     """
     require_restore_inputs(
         member, meta=meta, initial_cluster=initial_cluster, whole_cluster=whole_cluster
@@ -286,6 +321,38 @@ def plan_restore(
         chown = cmd("chown", "-R", f"--reference={data_dir}", "--", staging, sudo=True)
     else:
         chown = cmd("chown", "-R", "0:0", "--", staging, sudo=True)
+    etcd_gone = Wait(
+        etcd_present(etcdctl),
+        until_ok=False,
+        timeout_seconds=etcd_stop_seconds,
+        what="etcd stopped (no etcd process, client port closed)",
+    )
+    etcd_healthy = Wait(
+        endpoint_health(etcdctl),
+        until_ok=True,
+        timeout_seconds=etcd_start_seconds,
+        what="etcd healthy",
+    )
+    api_gone = (
+        Wait(
+            port_listening(apiserver_port),
+            until_ok=False,
+            timeout_seconds=api_stop_seconds,
+            what=f"the API server stopped (port {apiserver_port} closed)",
+        )
+        if apiserver_port and apiserver_manifests
+        else None
+    )
+    api_ready = (
+        Wait(
+            api_ready_probe,
+            until_ok=True,
+            timeout_seconds=api_start_seconds,
+            what="the API server ready (/readyz)",
+        )
+        if api_ready_probe is not None and apiserver_manifests
+        else None
+    )
     steps: list[RestoreStep] = [
         RestoreStep(
             "Check the snapshot (status)",
@@ -328,17 +395,15 @@ def plan_restore(
                 _move_back(posixpath.join(backup, name), posixpath.join(manifests, name))
                 for name in apiserver_manifests
             ),
+            wait=api_gone,
+            undo_wait=api_ready,
         ),
         RestoreStep(
             "Stop etcd",
             (_move(etcd_live, etcd_parked),),
             undo=(_move_back(etcd_parked, etcd_live),),
-            wait=Wait(
-                endpoint_health(etcdctl),
-                until_ok=False,
-                timeout_seconds=etcd_stop_seconds,
-                what="etcd stopped answering",
-            ),
+            wait=etcd_gone,
+            undo_wait=etcd_healthy,
         ),
         RestoreStep(
             "Keep the old data directory",
@@ -354,12 +419,8 @@ def plan_restore(
             "Start etcd",
             (_move(etcd_parked, etcd_live),),
             undo=(_move_back(etcd_live, etcd_parked),),
-            wait=Wait(
-                endpoint_health(etcdctl),
-                until_ok=True,
-                timeout_seconds=etcd_start_seconds,
-                what="etcd healthy",
-            ),
+            wait=etcd_healthy,
+            undo_wait=etcd_gone,
         ),
         RestoreStep(
             "Start the API servers",
@@ -371,6 +432,8 @@ def plan_restore(
                 _move_back(posixpath.join(manifests, name), posixpath.join(backup, name))
                 for name in apiserver_manifests
             ),
+            wait=api_ready,
+            undo_wait=api_gone,
         ),
     ]
     if not data_dir_exists:

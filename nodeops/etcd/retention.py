@@ -47,7 +47,13 @@ def _private_dir(dest_dir: Path) -> None:
             raise SnapshotError(
                 f"{dest_dir} is under {tmp}: snapshots there are cleaned up or lost on reboot"
             )
-    dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # umask 077 while creating: parents made by mkdir(parents=True) get 0777 & ~umask, so a
+    # umask of 000 would leave world-writable parents (anyone could swap the directory).
+    old_umask = os.umask(0o077)
+    try:
+        dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    finally:
+        os.umask(old_umask)
     info = dest_dir.lstat()
     if not stat.S_ISDIR(info.st_mode):
         raise SnapshotError(f"{dest_dir} is not a directory (a symlink is refused)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from invoke.collection import Collection
 
 from nodeops.settings import DEFAULTS
-from nodeops.tasks import drain, lab, nodes, staticpods, vagrant
+from nodeops.tasks import drain, etcd, lab, nodes, staticpods, vagrant
 
 ns = Collection()
 ns.add_task(nodes.facts)
@@ -16,6 +16,8 @@ ns.add_task(staticpods.static_pod_path)
 ns.add_task(staticpods.static_pods)
 ns.add_task(staticpods.static_pod_apply)
 ns.add_task(staticpods.static_pod_remove)
+for t in (etcd.etcd_backup, etcd.etcd_restore, etcd.backup_resources):
+    ns.add_task(t)
 ns.add_collection(Collection.from_module(lab, name="lab"))
 ns.add_collection(Collection.from_module(vagrant, name="vagrant"))
 ns.configure({"nodeops": dict(DEFAULTS)})
