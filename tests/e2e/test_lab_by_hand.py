@@ -7,64 +7,30 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-
-from nodeops import lab as nodeops_lab
-from nodeops.lab import cluster
+from labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 pytestmark = pytest.mark.lab
-
-KUBECTL = "kubectl --kubeconfig /etc/kubernetes/admin.conf"
-
-
-class Lab:
-    def __init__(self, state: nodeops_lab.LabState) -> None:
-        self.state = state
-
-    def sh(self, node: str, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            nodeops_lab.ssh_argv(self.state.name, node, [script]),
-            capture_output=True, text=True, timeout=60, check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"{node}: {script!r} exited {done.returncode}: {done.stderr}")
-        return done
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-    return result
 
 
 @pytest.fixture(scope="module")
 def lab(
     lab_root: Path, fresh_lab_name: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Lab]:
+) -> Iterator[ClusterLab]:
     name = fresh_lab_name()
-    inventory = tmp_path_factory.mktemp("by-hand") / "lab.yaml"
-    try:
-        state = nodeops_lab.up(nodeops_lab.default_spec(name, workers=2), inventory_path=inventory)
-        cluster.build_cluster(state)
-        yield Lab(state)
-    finally:
-        nodeops_lab.down(name)
+    with running_cluster(name, tmp_path_factory.mktemp("by-hand")) as built:
+        yield built
     leftovers = subprocess.run(
         ["pgrep", "-af", f"nodeops-{name}-|nodeops.lab.sim"], capture_output=True, text=True
     ).stdout
     assert f"nodeops-{name}-" not in leftovers
 
 
-def test_kubectl_reads_an_operator_uses(lab: Lab) -> None:
+def test_kubectl_reads_an_operator_uses(lab: ClusterLab) -> None:
     version = json.loads(lab.sh("cp1", f"{KUBECTL} version -o json").stdout)
     assert version["serverVersion"]["gitVersion"] == "v1.29.3"
     wide = lab.sh("cp1", f"{KUBECTL} get pods -A -o wide").stdout
@@ -76,7 +42,7 @@ def test_kubectl_reads_an_operator_uses(lab: Lab) -> None:
     assert {"Pod", "Deployment", "ReplicaSet", "DaemonSet", "Service"} <= kinds
 
 
-def test_seed_etcd_backup_and_restore_by_hand(lab: Lab) -> None:
+def test_seed_etcd_backup_and_restore_by_hand(lab: ClusterLab) -> None:
     manifest = yaml.safe_load(lab.sh("cp1", "cat /etc/kubernetes/manifests/etcd.yaml").stdout)
     flags = dict(
         arg.removeprefix("--").split("=", 1)
@@ -121,7 +87,7 @@ def test_seed_etcd_backup_and_restore_by_hand(lab: Lab) -> None:
     assert any(" /var/lib/etcd " in line for line in mounts.splitlines())
 
 
-def test_drain_of_the_control_plane_skips_mirror_pods(lab: Lab) -> None:
+def test_drain_of_the_control_plane_skips_mirror_pods(lab: ClusterLab) -> None:
     drained = lab.sh(
         "cp1", f"{KUBECTL} drain cp1 --ignore-daemonsets --delete-emptydir-data --timeout=30s 2>&1"
     )
@@ -129,9 +95,9 @@ def test_drain_of_the_control_plane_skips_mirror_pods(lab: Lab) -> None:
         assert "node/cp1 cordoned" in drained.stdout
         assert "node/cp1 drained" in drained.stdout
         assert "evicting pod kube-system/etcd-cp1" not in drained.stdout
-        pods = json.loads(
-            lab.sh("cp1", f"{KUBECTL} get pods -n kube-system -o json").stdout
-        )["items"]
+        pods = json.loads(lab.sh("cp1", f"{KUBECTL} get pods -n kube-system -o json").stdout)[
+            "items"
+        ]
         mirrors = {p["metadata"]["name"] for p in pods if p["spec"].get("nodeName") == "cp1"}
         assert {"etcd-cp1", "kube-apiserver-cp1", "kube-scheduler-cp1"} <= mirrors
         node = json.loads(lab.sh("cp1", f"{KUBECTL} get node cp1 -o json").stdout)

@@ -10,56 +10,27 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 from nodeops import lab as nodeops_lab
 from nodeops.errors import LabError
-from nodeops.lab import cluster, faults
+from nodeops.lab import faults
 
 pytestmark = pytest.mark.lab
 
-KUBECTL = "HOME=/tmp/kubectl-home kubectl --kubeconfig /etc/kubernetes/admin.conf"
 APT_KUBECTL = "apt-get install -y --allow-change-held-packages --allow-downgrades kubectl='{}-*'"
 LOCK_ERROR = (
     "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process {} (unattended-upgr)"
 )
 
 
-class Lab:
-    def __init__(self, state: nodeops_lab.LabState) -> None:
-        self.state = state
-        self.name = state.name
-
-    def sh(
-        self, node: str, script: str, *, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            nodeops_lab.ssh_argv(self.name, node, [script]),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(f"{node}: {script!r} exited {done.returncode}: {done.stderr}")
-        return done
-
+class Lab(ClusterLab):
     def ready(self, node: str) -> str:
         out = self.sh("cp1", f"{KUBECTL} get node {node} -o json", check=False).stdout
         conditions = json.loads(out)["status"]["conditions"] if out else []
         return next((c["status"] for c in conditions if c["type"] == "Ready"), "")
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +39,11 @@ def lab(
 ) -> Iterator[Lab]:
     """cp1 (ubuntu-22.04), worker1 (ubuntu-24.04), worker2 (rocky-9) at 1.29.3."""
     name = fresh_lab_name()
-    inventory = tmp_path_factory.mktemp("faults") / "lab.yaml"
-    try:
-        state = nodeops_lab.up(nodeops_lab.default_spec(name, workers=2), inventory_path=inventory)
-        cluster.build_cluster(state, timeout=60)
-        yield Lab(state)
-    finally:
+    with running_cluster(name, tmp_path_factory.mktemp("faults"), timeout=60) as built:
         try:
-            faults.clear(name)
+            yield Lab(built.state, built.inventory, built.home)
         finally:
-            nodeops_lab.down(name)
+            faults.clear(name)
 
 
 def test_dpkg_lock_until_cleared_and_for_some_seconds(lab: Lab) -> None:

@@ -4,66 +4,28 @@ upgrade node`), with each version-policy mistake refused the way kubeadm refuses
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from labkit import KUBECTL, ClusterLab, running_cluster, wait
 
-from nodeops import lab as nodeops_lab
 from nodeops.facts.binaries import parse_kubeadm_version
-from nodeops.lab import cluster
 from nodeops.lab.sim import kubeadm_policy as policy
 
 pytestmark = pytest.mark.lab
 
 FROM, TO = "1.29.3", "1.30.2"
-KUBECTL = "HOME=/tmp/kubectl-home kubectl --kubeconfig /etc/kubernetes/admin.conf"
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher\n"
 
 
-class Lab:
-    def __init__(self, state: nodeops_lab.LabState) -> None:
-        self.state = state
-
-    def sh(
-        self, node: str, script: str, *, check: bool = True, timeout: float = 90
-    ) -> subprocess.CompletedProcess[str]:
-        """Run a script on a node over SSH, with no stdin (as from a non-interactive script)."""
-        done = subprocess.run(
-            nodeops_lab.ssh_argv(self.state.name, node, [script]),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"{node}: {script!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-            )
-        return done
-
-    def kubectl_json(self, args: str) -> Any:
-        return json.loads(self.sh("cp1", f"{KUBECTL} {args} -o json").stdout)
-
+class Lab(ClusterLab):
     def versions(self) -> dict[str, str]:
         nodes = self.kubectl_json("get nodes")["items"]
         return {n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes}
-
-
-def wait(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +33,10 @@ def lab(
     lab_root: Path, fresh_lab_name: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Lab]:
     """cp1 (ubuntu-22.04), worker1 (ubuntu-24.04), worker2 (rocky-9) at 1.29.3."""
-    name = fresh_lab_name()
-    inventory = tmp_path_factory.mktemp("kubeadm") / "lab.yaml"
-    try:
-        state = nodeops_lab.up(nodeops_lab.default_spec(name, workers=2), inventory_path=inventory)
-        cluster.build_cluster(state, version=FROM, timeout=60)
-        yield Lab(state)
-    finally:
-        nodeops_lab.down(name)
+    with running_cluster(
+        fresh_lab_name(), tmp_path_factory.mktemp("kubeadm"), version=FROM, timeout=60
+    ) as built:
+        yield Lab(built.state, built.inventory, built.home)
 
 
 @pytest.fixture(scope="module")

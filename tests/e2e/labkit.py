@@ -1,0 +1,108 @@
+"""What end-to-end tests share: a lab made a cluster, commands over SSH, the nodeops CLI, waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from nodeops import lab as nodeops_lab
+from nodeops.lab import cluster
+
+# kubectl as an operator runs it on the control plane; a private HOME keeps its discovery
+# cache out of the node's /root between tests.
+KUBECTL = "HOME=/tmp/kubectl-home kubectl --kubeconfig /etc/kubernetes/admin.conf"
+
+
+class ClusterLab:
+    """A running lab made a kubeadm cluster: its state, its inventory, a private HOME."""
+
+    def __init__(self, state: nodeops_lab.LabState, inventory: Path, home: Path) -> None:
+        self.state = state
+        self.name = state.name
+        self.inventory = inventory
+        self.home = home
+
+    def sh(
+        self,
+        node: str,
+        script: str,
+        *,
+        check: bool = True,
+        timeout: float = 60,
+        stdin: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell script on a node over real SSH."""
+        done = subprocess.run(
+            nodeops_lab.ssh_argv(self.name, node, [script]),
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{node}: {script!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def kubectl_json(self, args: str) -> Any:
+        """`kubectl ARGS -o json` on cp1, decoded."""
+        return json.loads(self.sh("cp1", f"{KUBECTL} {args} -o json").stdout)
+
+    def nodeops(
+        self, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The real nodeops CLI against this lab's inventory, with the private HOME."""
+        return subprocess.run(
+            [sys.executable, "-m", "nodeops", *args, "-i", str(self.inventory)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "HOME": str(self.home), **(env or {})},
+        )
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:
+    """Poll check until it returns something true; AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    return result
+
+
+@contextmanager
+def running_cluster(
+    name: str,
+    workdir: Path,
+    *,
+    workers: int = 2,
+    worker_os: tuple[str, ...] | None = None,
+    **build: Any,
+) -> Iterator[ClusterLab]:
+    """Bring a lab up and make it a cluster; ALWAYS take it down again."""
+    spec_args: dict[str, Any] = {"workers": workers}
+    if worker_os:
+        spec_args["worker_os"] = worker_os
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    inventory = workdir / "lab.yaml"
+    try:
+        state = nodeops_lab.up(
+            nodeops_lab.default_spec(name, **spec_args), inventory_path=inventory
+        )
+        cluster.build_cluster(state, **build)
+        yield ClusterLab(state, inventory, home)
+    finally:
+        nodeops_lab.down(name)
