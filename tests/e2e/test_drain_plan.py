@@ -210,7 +210,14 @@ def _running(lab: Lab, app: str, count: int) -> list[dict[str, Any]]:
         pods = [p for p in lab.app_pods(app) if not p["metadata"].get("deletionTimestamp")]
         return pods if len(pods) == count and all(_ready(p) for p in pods) else None
 
-    found: list[dict[str, Any]] = _wait(f"{count} Ready {app} pod(s)", check)
+    try:
+        found: list[dict[str, Any]] = _wait(f"{count} Ready {app} pod(s)", check, timeout=60)
+    except AssertionError as error:
+        seen = [
+            (p["metadata"]["name"], p["spec"].get("nodeName"), p.get("status", {}).get("phase"))
+            for p in lab.app_pods(app)
+        ]
+        raise AssertionError(f"{error}; {app} pods: {seen}") from None
     return found
 
 

@@ -209,7 +209,10 @@ def test_the_docs_upgrade_the_control_plane_and_a_rocky_worker(lab: Lab, cp_kube
     again = lab.sh("cp1", f"kubeadm upgrade apply v{TO} -y").stdout
     assert "Current and new manifests of kube-apiserver are equal, skipping upgrade" in again
     assert lab.sh("cp1", "cat /etc/kubernetes/manifests/*.yaml").stdout == before
-    # `kubeadm upgrade node` on the control plane: its static pods at the cluster's version
+    # `kubeadm upgrade node` on the control plane: its static pods at the cluster's version.
+    # kubeadm names its backup directories by the second and refuses one that exists, as
+    # upstream's CreateTimestampDirForKubeadm does: a second run waits for the next second.
+    time.sleep(1.1)
     node_cp = lab.sh("cp1", "kubeadm upgrade node").stdout
     assert (
         f'[upgrade] Upgrading your Static Pod-hosted control plane instance to version "v{TO}"...'

@@ -489,7 +489,15 @@ class StaticPodUpgrade:
     def run(self, target: policy.Semver, *, etcd_upgrade: bool) -> None:
         """StaticPodControlPlane: etcd first, then apiserver, controller-manager, scheduler."""
         say = self.say
-        self.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        TMP_DIR.mkdir(parents=True, exist_ok=True)
+        # Upstream's CreateTimestampDirForKubeadm: a directory per second, never reused.
+        for path in (self.backup_dir, self.backup_etcd):
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                raise Fatal(
+                    f"could not create timestamp directory: mkdir {path}: file exists"
+                ) from None
         before = {c: self.hash_of(c) for c in ("etcd", *policy.COMPONENTS)}
         self.temp = _temp_dir("kubeadm-upgraded-manifests")
         try:

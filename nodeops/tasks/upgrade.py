@@ -1,0 +1,511 @@
+"""Tasks that upgrade kubeadm clusters and move nodes in and out of service."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from nodeops import journal as journals
+from nodeops import kube, report
+from nodeops.drainplan import DrainOptions
+from nodeops.errors import NodeopsError
+from nodeops.fanout import Sessions
+from nodeops.inventory import Inventory
+from nodeops.node import Node
+from nodeops.runbook import Format, Runbook, plan_runbook
+from nodeops.settings import DEFAULTS, open_inventory, setting, ssh_options
+from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, reported
+from nodeops.tasks.drain import control_plane
+from nodeops.transport import FabricTransport, SSHOptions, Transport
+from nodeops.upgrade import cluster, lock
+from nodeops.upgrade.execute import NodeOutcome, drain_planner, execute, read_inputs
+from nodeops.upgrade.nodesteps import UpgradeSettings
+
+FORMATS = ("text", "markdown", "json")
+# How each node is reached; unit tests put a FakeTransport factory here.
+TRANSPORT_FACTORY: Callable[[Node, SSHOptions], Transport] = FabricTransport
+DRAIN_HELP = {
+    "delete_emptydir_data": "Let the drain delete emptyDir data (kubectl --delete-emptydir-data).",
+    "force": "Let the drain delete pods without a controller, for good (kubectl --force).",
+}
+COMMON_HELP = {
+    "to": "Target: a version (1.30.2), a minor (1.30: its latest patch), latest-patch or "
+    "next-minor.",
+    "inventory": SELECT_HELP["inventory"],
+    "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
+    "via": "The control-plane node kubectl runs on (default: the inventory's first).",
+    **DRAIN_HELP,
+}
+
+
+def _sessions(c: Any, inv: Inventory, accept_new_host_keys: bool) -> Sessions:
+    options = ssh_options(c.config, inv, accept_new_host_keys=accept_new_host_keys)
+    return Sessions(options, factory=TRANSPORT_FACTORY)
+
+
+def _path_setting(config: Any, key: str) -> Path | None:
+    """A directory setting, or None when this build has no such setting."""
+    if key not in DEFAULTS:
+        return None
+    return Path(str(setting(config, key))).expanduser()
+
+
+def _settings(config: Any, options: DrainOptions) -> UpgradeSettings:
+    return UpgradeSettings(
+        drain_timeout=int(setting(config, "drain_timeout")),
+        dpkg_lock_timeout=int(setting(config, "dpkg_lock_timeout")),
+        ready_timeout=float(setting(config, "ready_timeout")),
+        command_timeout=float(setting(config, "command_timeout")),
+        drain_options=options,
+    )
+
+
+def _drain_options(delete_emptydir_data: bool, force: bool) -> DrainOptions:
+    return DrainOptions(
+        ignore_daemonsets=True, delete_emptydir_data=delete_emptydir_data, force=force
+    )
+
+
+def _flags(options: DrainOptions) -> list[str]:
+    flags = ["--ignore-daemonsets"]
+    if options.delete_emptydir_data:
+        flags.append("--delete-emptydir-data")
+    if options.force:
+        flags.append("--force")
+    return flags
+
+
+def _check_format(fmt: str) -> Format:
+    if fmt not in FORMATS:
+        raise NodeopsError(f"--format is one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt  # type: ignore[return-value]
+
+
+def _plan(
+    c: Any,
+    inv: Inventory,
+    sessions: Sessions,
+    cp: Node,
+    nodes: list[Node],
+    to: str,
+    options: DrainOptions,
+    max_unavailable: str,
+    resume: str | None,
+    hops: bool,
+) -> Runbook:
+    inputs = read_inputs(sessions, cp, nodes, parallel=int(setting(c.config, "parallel")))
+    lock.check_free(sessions.to(cp), resume)
+    return plan_runbook(
+        state=inputs.state,
+        nodes=nodes,
+        facts=inputs.facts,
+        to=to,
+        current_repo=inputs.current_repo,
+        max_unavailable=max_unavailable,
+        drain_plan=drain_planner(inputs.drain_kinds, options),
+        drain_flags=_flags(options),
+        hops=hops,
+    )
+
+
+def _resume_command(task_name: str, to: str, run_id: str, extra: list[str]) -> str:
+    return shlex.join(["nodeops", task_name, "--to", to, *extra, "--resume", run_id])
+
+
+def _report_failure(outcome: NodeOutcome, resume: str) -> None:
+    lines = [f'{outcome.node}: step "{outcome.failed_step}" failed: {outcome.error}']
+    output = [line for line in outcome.output.strip().splitlines() if line.strip()]
+    tail = output[-10:]
+    # The first distinct error lines too: kubectl's reason often comes before its summary.
+    errors = list(dict.fromkeys(line for line in output[:-10] if "error" in line.lower()))[:3]
+    if errors:
+        lines.append("  first errors:")
+        lines.extend(f"    {line}" for line in errors)
+    if tail:
+        lines.append("  last output:")
+        lines.extend(f"    {line}" for line in tail)
+    lines.append(f"  node state now: {outcome.state}")
+    lines.append(f"  resume with: {resume}")
+    report.print_error("\n".join(lines))
+
+
+def _upgrade(
+    c: Any,
+    task_name: str,
+    *,
+    to: str,
+    node_names: list[str] | None,
+    max_unavailable: str | None,
+    dry_run: bool,
+    resume: str | None,
+    fmt: str,
+    inventory: str | None,
+    via: str | None,
+    delete_emptydir_data: bool,
+    force: bool,
+    accept_new_host_keys: bool,
+) -> None:
+    if not to:
+        raise NodeopsError("name the target with --to (1.30.2, 1.30, latest-patch, next-minor)")
+    form = _check_format(fmt)
+    inv = open_inventory(c.config, inventory)
+    cp = control_plane(inv, via)
+    nodes = [inv.node(n) for n in node_names] if node_names else list(inv.nodes)
+    options = _drain_options(delete_emptydir_data, force)
+    unavailable = max_unavailable or str(setting(c.config, "max_unavailable"))
+    journal_dir = Path(str(setting(c.config, "journal_dir"))).expanduser()
+    cordoned_earlier: set[str] = set()
+    journal: journals.Journal | None = None
+    if resume:
+        path = journal_dir / f"{Path(resume).name}.jsonl"
+        events = journals.read(path)
+        started = next((e for e in events if e.get("event") == "run-started"), {})
+        if started.get("to") != to:
+            raise NodeopsError(
+                f"run {resume} upgraded to {started.get('to')!r}, not {to!r}: resume it with"
+                f" the same --to"
+            )
+        cordoned_earlier = journals.cordoned_by_run(events)
+    started_at = time.monotonic()
+    with _sessions(c, inv, accept_new_host_keys) as s:
+        hops = task_name == "upgrade-cluster"
+        runbook = _plan(c, inv, s, cp, nodes, to, options, unavailable, resume, hops)
+        sys.stdout.write(runbook.render(form))
+        sys.stdout.flush()
+        if dry_run:
+            return
+        if runbook.empty and not runbook.later:
+            return
+        details = {
+            "to": to,
+            "nodes": [n.name for n in runbook.nodes],
+            "target": runbook.target_text,
+        }
+        if resume:
+            journal = journals.Journal(
+                journal_dir / f"{Path(resume).name}.jsonl", Path(resume).name
+            )
+            journal.record("run-resumed", **details)
+        else:
+            journal = journals.Journal.start(journal_dir, task_name, details)
+        print(f"run {journal.run_id}; journal {journal.path}")
+        extra = [] if not node_names else [f"--node={n}" for n in node_names]
+        if task_name == "upgrade-cluster" and max_unavailable:
+            extra.append(f"--max-unavailable={max_unavailable}")
+        extra += [
+            f
+            for f, on in (("--delete-emptydir-data", delete_emptydir_data), ("--force", force))
+            if on
+        ]
+        if inventory:
+            extra += ["-i", inventory]
+        resume_cmd = _resume_command(task_name, to, journal.run_id, extra)
+
+        def progress(outcome: NodeOutcome) -> None:
+            if outcome.ok:
+                window = (
+                    f", cordoned {outcome.cordoned_seconds:.1f} s"
+                    if outcome.cordoned_seconds is not None
+                    else ""
+                )
+                changed = sum(1 for r in outcome.reports if r.status.value == "changed")
+                print(f"{outcome.node}: at {outcome.target} ({changed} step(s) changed{window})")
+            sys.stdout.flush()
+
+        outcomes: list[NodeOutcome] = []
+        while True:
+            try:
+                last = execute(
+                    runbook,
+                    sessions=s,
+                    inventory_nodes={n.name: n for n in inv.nodes},
+                    kubectl_node=cp,
+                    journal=journal,
+                    settings=_settings(c.config, options),
+                    cordoned_earlier=cordoned_earlier,
+                    on_node=progress,
+                    etcd_backup_dir=_path_setting(c.config, "etcd_backup_dir"),
+                    etcd_backup_keep=int(
+                        setting(c.config, "etcd_backup_keep")
+                        if "etcd_backup_keep" in DEFAULTS
+                        else 7
+                    ),
+                    say=print,
+                )
+                outcomes.extend(last)
+                if not all(o.ok for o in last) or len(last) < len(runbook.nodes):
+                    break
+                if not runbook.later:
+                    break
+                # The next minor: planned again from what the cluster says now.
+                cordoned_earlier = journals.cordoned_by_run(journals.read(journal.path))
+                runbook = _plan(
+                    c, inv, s, cp, nodes, to, options, unavailable, journal.run_id, hops
+                )
+                sys.stdout.write("\n" + runbook.render(form))
+                sys.stdout.flush()
+            except NodeopsError as error:
+                journal.record("run-finished", status="failed", error=str(error))
+                report.print_error(f"{error}\n  resume with: {resume_cmd}")
+                raise Exit(code=EXIT_NODE_FAILED) from None
+    failed = [o for o in outcomes if not o.ok]
+    seconds = time.monotonic() - started_at
+    if failed or len(last) < len(runbook.nodes):
+        journal.record("run-finished", status="failed", seconds=round(seconds, 1))
+        for outcome in failed:
+            _report_failure(outcome, resume_cmd)
+        not_started = len(runbook.nodes) - len(last)
+        if not_started:
+            report.print_error(f"{not_started} node(s) not started: the line was stopped")
+        raise Exit(code=EXIT_NODE_FAILED)
+    journal.record("run-finished", status="succeeded", seconds=round(seconds, 1))
+    print(f"done in {seconds:.1f} s: every node is at {outcomes[-1].target if outcomes else to}")
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        "format": "text, markdown or json.",
+        "max_unavailable": "Workers upgraded at once: N or P% (default from invoke.yaml).",
+    }
+)
+@reported
+def plan(
+    c: Any,
+    to: str = "",
+    format: str = "text",
+    max_unavailable: str | None = None,
+    inventory: str | None = None,
+    via: str | None = None,
+    delete_emptydir_data: bool = False,
+    force: bool = False,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Print the runbook of a cluster upgrade, read-only; refusals exit 2.
+
+    The target (a minor's latest patch is read from its repository when the hop starts),
+    the control planes one by one, the worker batches, and the steps of each node. When
+    the upgrade would be refused, every reason is listed and the exit code is 2.
+    """
+    _upgrade(
+        c,
+        "upgrade-cluster",
+        to=to,
+        node_names=None,
+        max_unavailable=max_unavailable,
+        dry_run=True,
+        resume=None,
+        fmt=format,
+        inventory=inventory,
+        via=via,
+        delete_emptydir_data=delete_emptydir_data,
+        force=force,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
+@task(
+    help={
+        **COMMON_HELP,
+        "node": "The node to upgrade.",
+        "dry_run": "Print the runbook only.",
+        "resume": "Continue a failed run by its id (the journal says what it cordoned).",
+    }
+)
+@reported
+def upgrade(
+    c: Any,
+    node: str = "",
+    to: str = "latest-patch",
+    dry_run: bool = False,
+    resume: str | None = None,
+    inventory: str | None = None,
+    via: str | None = None,
+    delete_emptydir_data: bool = False,
+    force: bool = False,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Upgrade one node to a version, safely; exit 0 only when it reached the target.
+
+    Check, switch its repository, pre-stage packages, cordon, drain, kubeadm, kubelet, wait
+    Ready, uncordon (only if it was schedulable before), verify. A worker is refused while
+    the control plane is not ahead of it.
+    """
+    if not node:
+        raise NodeopsError("name the node with --node")
+    _upgrade(
+        c,
+        "upgrade",
+        to=to,
+        node_names=[node],
+        max_unavailable=None,
+        dry_run=dry_run,
+        resume=resume,
+        fmt="text",
+        inventory=inventory,
+        via=via,
+        delete_emptydir_data=delete_emptydir_data,
+        force=force,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
+@task(
+    name="upgrade-cluster",
+    help={
+        **COMMON_HELP,
+        "max_unavailable": "Workers upgraded at once: N or P% (shrunk so budgets hold).",
+        "dry_run": "Print the runbook and stop; only read-only commands are sent.",
+        "resume": "Continue a failed run by its id (the journal says what it cordoned).",
+        "format": "Runbook format: text, markdown or json.",
+    },
+)
+@reported
+def upgrade_cluster(
+    c: Any,
+    to: str = "",
+    max_unavailable: str | None = None,
+    dry_run: bool = False,
+    resume: str | None = None,
+    format: str = "text",
+    inventory: str | None = None,
+    via: str | None = None,
+    delete_emptydir_data: bool = False,
+    force: bool = False,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Upgrade every node of the cluster; exit 0 only when every node reached the target.
+
+    Control planes one by one (the first with `kubeadm upgrade apply`), then workers in
+    batches. Prints the runbook first, stops the line at the first failure and says how to
+    resume (`--resume RUN_ID`).
+    """
+    _upgrade(
+        c,
+        "upgrade-cluster",
+        to=to,
+        node_names=None,
+        max_unavailable=max_unavailable,
+        dry_run=dry_run,
+        resume=resume,
+        fmt=format,
+        inventory=inventory,
+        via=via,
+        delete_emptydir_data=delete_emptydir_data,
+        force=force,
+        accept_new_host_keys=accept_new_host_keys,
+    )
+
+
+def _one_node(
+    c: Any, inventory: str | None, via: str | None, accept: bool
+) -> tuple[Inventory, Node]:
+    inv = open_inventory(c.config, inventory)
+    return inv, control_plane(inv, via)
+
+
+def _read_back(sessions: Sessions, cp: Node, name: str) -> cluster.NodeStatus:
+    out = sessions.to(cp).run(cluster.get_node(name)).check().stdout
+    return cluster.parse_node_json(out)
+
+
+@task(
+    help={
+        "node": "The node.",
+        "inventory": SELECT_HELP["inventory"],
+        "via": COMMON_HELP["via"],
+        "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
+    }
+)
+@reported
+def cordon(
+    c: Any,
+    node: str = "",
+    inventory: str | None = None,
+    via: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Mark a node unschedulable, then read `.spec.unschedulable` back (exit 1 if not set)."""
+    inv, cp = _one_node(c, inventory, via, accept_new_host_keys)
+    inv.node(node)
+    with _sessions(c, inv, accept_new_host_keys) as s:
+        s.to(cp).run(kube.cordon(node))
+        status = _read_back(s, cp, node)
+    print(f"{node}: {status.describe()}")
+    if not status.unschedulable:
+        raise Exit(code=EXIT_NODE_FAILED)
+
+
+@task(
+    help={
+        "node": "The node.",
+        "inventory": SELECT_HELP["inventory"],
+        "via": COMMON_HELP["via"],
+        "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
+    }
+)
+@reported
+def uncordon(
+    c: Any,
+    node: str = "",
+    inventory: str | None = None,
+    via: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Mark a node schedulable again, then read it back (exit 1 if still cordoned)."""
+    inv, cp = _one_node(c, inventory, via, accept_new_host_keys)
+    inv.node(node)
+    with _sessions(c, inv, accept_new_host_keys) as s:
+        s.to(cp).run(kube.uncordon(node))
+        status = _read_back(s, cp, node)
+    print(f"{node}: {status.describe()}")
+    if status.unschedulable:
+        raise Exit(code=EXIT_NODE_FAILED)
+
+
+@task(
+    help={
+        "node": "The node.",
+        "inventory": SELECT_HELP["inventory"],
+        "via": COMMON_HELP["via"],
+        "timeout": "Seconds the drain may take (default: drain_timeout in invoke.yaml).",
+        "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
+        **DRAIN_HELP,
+    }
+)
+@reported
+def drain(
+    c: Any,
+    node: str = "",
+    timeout: int = 0,
+    delete_emptydir_data: bool = False,
+    force: bool = False,
+    inventory: str | None = None,
+    via: str | None = None,
+    accept_new_host_keys: bool = False,
+) -> None:
+    """Cordon and drain a node with a finite timeout, then read the cordon back.
+
+    DaemonSet pods are ignored; `drain-plan` says first what the drain will do to each pod.
+    `.spec.unschedulable` is read back afterwards (kubectl can exit 0 without cordoning).
+    Exits 1 when the drain fails or the node is schedulable.
+    """
+    inv, cp = _one_node(c, inventory, via, accept_new_host_keys)
+    inv.node(node)
+    seconds = int(timeout) or int(setting(c.config, "drain_timeout"))
+    command = kube.drain(node, _drain_options(delete_emptydir_data, force), timeout_seconds=seconds)
+    with _sessions(c, inv, accept_new_host_keys) as s:
+        result = s.to(cp).run(command, timeout=seconds + 60)
+        status = _read_back(s, cp, node)
+    sys.stdout.write(result.stdout)
+    print(f"{node}: {status.describe()}")
+    if not result.ok or not status.unschedulable:
+        report.print_error(result.describe_failure() if not result.ok else f"{node} is schedulable")
+        raise Exit(code=EXIT_NODE_FAILED)

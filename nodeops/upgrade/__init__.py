@@ -1,0 +1,1 @@
+"""Upgrading kubeadm clusters: the steps of a node, the cluster lock, cluster reads."""

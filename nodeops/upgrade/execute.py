@@ -1,0 +1,240 @@
+"""Running an upgrade: read the cluster (read-only), plan the runbook, then work node by node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nodeops import etcdops, kube, packages
+from nodeops.drainplan import DrainOptions, DrainPlan, plan_drain
+from nodeops.errors import NodeopsError
+from nodeops.facts import NodeFacts, gather_facts
+from nodeops.fanout import Sessions, map_bounded
+from nodeops.journal import Journal, JournaledTransport
+from nodeops.node import Node
+from nodeops.runbook import NodePlan, Runbook
+from nodeops.steps import StepFailed, StepReport, run_step
+from nodeops.upgrade import cluster, lock
+from nodeops.upgrade.nodesteps import NodeJob, UpgradeSettings, node_steps
+from nodeops.versions import PackageVersion, Version
+
+
+@dataclass
+class Inputs:
+    """What planning reads from the cluster and the nodes (all read-only)."""
+
+    state: cluster.ClusterState
+    facts: dict[str, NodeFacts]
+    current_repo: list[PackageVersion]
+    drain_kinds: dict[str, list[dict[str, Any]]]
+
+
+def read_inputs(
+    sessions: Sessions, kubectl_node: Node, nodes: Sequence[Node], *, parallel: int = 32
+) -> Inputs:
+    """Nodes, control-plane pods, drain inputs, facts of every node, the current repo's versions."""
+    t = sessions.to(kubectl_node)
+    # One kubectl call: nodes, every pod (the static control-plane pods among them), budgets.
+    drain_kinds = kube.split_kinds(t.run(kube.get_json(kube.DRAIN_INPUT_KINDS)).check().stdout)
+    nodes_seen = [cluster.parse_node(item) for item in drain_kinds.get("Node", [])]
+    state = cluster.ClusterState(
+        {n.name: n for n in nodes_seen}, cluster.static_pods_of(drain_kinds.get("Pod", []))
+    )
+    everyone = list({n.name: n for n in [kubectl_node, *nodes]}.values())
+    outcomes = sessions.each(everyone, gather_facts, parallel=parallel)
+    facts: dict[str, NodeFacts] = {}
+    for outcome in outcomes:
+        if outcome.value is None:
+            raise NodeopsError(f"cannot read {outcome.node.name}: {outcome.error}")
+        facts[outcome.node.name] = outcome.value
+    repo: list[PackageVersion] = []
+    cp_facts = facts[kubectl_node.name]
+    if cp_facts.platform is not None:
+        pm = cp_facts.platform.package_manager
+        listing = t.run(packages.available_versions_cmd(pm, "kubeadm"))
+        if listing.ok:
+            repo = packages.parse_available(pm, listing.stdout, "kubeadm")
+    return Inputs(state, facts, repo, drain_kinds)
+
+
+def drain_planner(
+    kinds: dict[str, list[dict[str, Any]]], options: DrainOptions
+) -> Callable[[list[str]], DrainPlan]:
+    """Plan a drain of some nodes together from one read of the cluster."""
+
+    def plan(names: list[str]) -> DrainPlan:
+        return plan_drain(
+            kinds.get("Node", []),
+            kinds.get("Pod", []),
+            kinds.get("PodDisruptionBudget", []),
+            names,
+            options,
+            daemonsets=kinds.get("DaemonSet", []),
+        )
+
+    return plan
+
+
+@dataclass
+class NodeOutcome:
+    """How one node's upgrade ended."""
+
+    node: str
+    ok: bool
+    reports: list[StepReport] = field(default_factory=list)
+    failed_step: str | None = None
+    error: str | None = None
+    output: str = ""
+    state: str = ""
+    target: Version | None = None
+    cordoned_seconds: float | None = None
+
+
+def run_node(job: NodeJob) -> NodeOutcome:
+    """Every step of one node, stopping at the first failure; the node's state after."""
+    outcome = NodeOutcome(job.node.name, ok=True)
+    cordoned_at: float | None = None
+    for step in node_steps():
+        try:
+            report = run_step(step, job)
+        except StepFailed as error:
+            outcome.ok = False
+            outcome.failed_step = step.title
+            outcome.error = str(error)
+            outcome.output = error.output
+            try:
+                outcome.state = job.read_node().describe()
+            except NodeopsError as read_error:
+                outcome.state = f"unknown ({read_error})"
+            break
+        outcome.reports.append(report)
+        if step.name == "cordon" and report.status.value == "changed":
+            cordoned_at = job.clock()
+        if step.name == "uncordon" and cordoned_at is not None:
+            outcome.cordoned_seconds = job.clock() - cordoned_at
+    outcome.target = job.target
+    return outcome
+
+
+def backup_etcd(
+    sessions: Sessions, node: Node, journal: Journal, dest_dir: Path | None, keep: int
+) -> str:
+    """The first control plane's etcd snapshot (nodeops.etcdops), before anything changes.
+
+    Skipped, and journaled as skipped with the reason, when no backup directory is
+    configured; a failed snapshot stops the run (StepFailed) before any node is touched.
+    """
+    if dest_dir is None:
+        reason = "no etcd_backup_dir is configured"
+        journal.record(
+            "step-finished",
+            node=node.name,
+            step="etcd-snapshot",
+            title="Snapshot etcd",
+            status="skipped",
+            reason=reason,
+        )
+        return f"skipped: {reason}"
+    transport = JournaledTransport(sessions.to(node), journal, "etcd-snapshot")
+    journal.record("step-started", node=node.name, step="etcd-snapshot", title="Snapshot etcd")
+    try:
+        meta = etcdops.backup_etcd(transport, dest_dir=dest_dir, keep=keep)
+    except NodeopsError as error:
+        journal.record(
+            "step-finished",
+            node=node.name,
+            step="etcd-snapshot",
+            title="Snapshot etcd",
+            status="failed",
+            error=str(error),
+        )
+        raise StepFailed(
+            f"{node.name}: the etcd snapshot failed, nothing was changed: {error}"
+        ) from error
+    where = f"{dest_dir}/{meta.file}"
+    journal.record(
+        "step-finished",
+        node=node.name,
+        step="etcd-snapshot",
+        title="Snapshot etcd",
+        status="changed",
+        snapshot=where,
+        sha256=getattr(meta, "sha256", None),
+    )
+    return f"saved {where}"
+
+
+def execute(
+    runbook: Runbook,
+    *,
+    sessions: Sessions,
+    inventory_nodes: dict[str, Node],
+    kubectl_node: Node,
+    journal: Journal,
+    settings: UpgradeSettings,
+    cordoned_earlier: set[str],
+    on_node: Callable[[NodeOutcome], None] = lambda o: None,
+    etcd_backup_dir: Path | None = None,
+    etcd_backup_keep: int = 7,
+    say: Callable[[str], None] = lambda line: None,
+) -> list[NodeOutcome]:
+    """Take the cluster lock, upgrade control planes one by one, then worker batches in
+    parallel; stop the line at the first failed node. Releases the lock at the end."""
+    cp_transport = JournaledTransport(sessions.to(kubectl_node), journal, "cluster-lock")
+    lock.acquire(cp_transport, journal.run_id)
+    outcomes: list[NodeOutcome] = []
+    run_dir = f"/etc/kubernetes/tmp/nodeops-{journal.run_id}"
+    target = runbook.target
+
+    def job_for(plan: NodePlan) -> NodeJob:
+        node = inventory_nodes[plan.name]
+        return NodeJob(
+            node=node,
+            transport=JournaledTransport(sessions.to(node), journal),
+            kubectl=JournaledTransport(sessions.to(kubectl_node), journal),
+            journal=journal,
+            target=target,
+            minor=runbook.minor,
+            action=plan.action,
+            run_dir=run_dir,
+            settings=settings,
+            cordoned_earlier_by_run=plan.name in cordoned_earlier,
+        )
+
+    try:
+        if runbook.control_planes and runbook.control_planes[0].action == "apply":
+            first = inventory_nodes[runbook.control_planes[0].name]
+            say(f"etcd snapshot on {first.name}: ...")
+            say(
+                f"etcd snapshot on {first.name}: "
+                + backup_etcd(sessions, first, journal, etcd_backup_dir, etcd_backup_keep)
+            )
+        for plan in runbook.control_planes:
+            outcome = run_node(job_for(plan))
+            outcomes.append(outcome)
+            on_node(outcome)
+            if not outcome.ok:
+                return outcomes
+            target = outcome.target
+        for batch in runbook.batches:
+            plans = {p.name: p for p in batch}
+            results = map_bounded(
+                lambda n, plans=plans: run_node(job_for(plans[n.name])),  # type: ignore[misc]
+                [inventory_nodes[p.name] for p in batch],
+                max(1, len(batch)),
+            )
+            for outcome in results:
+                outcomes.append(outcome)
+                on_node(outcome)
+            if not all(o.ok for o in results):
+                return outcomes
+            if target is None and results:
+                target = results[0].target
+        return outcomes
+    finally:
+        try:
+            lock.release(cp_transport, journal.run_id)
+        except NodeopsError as error:
+            journal.record("lock-release-failed", error=str(error))
