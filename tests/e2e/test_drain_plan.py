@@ -214,7 +214,12 @@ def _running(lab: Lab, app: str, count: int) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = _wait(f"{count} Ready {app} pod(s)", check, timeout=60)
     except AssertionError as error:
         seen = [
-            (p["metadata"]["name"], p["spec"].get("nodeName"), p.get("status", {}).get("phase"))
+            (
+                p["metadata"]["name"],
+                p["spec"].get("nodeName"),
+                p.get("status", {}).get("phase"),
+                [c.get("message") for c in p.get("status", {}).get("conditions", [])],
+            )
             for p in lab.app_pods(app)
         ]
         raise AssertionError(f"{error}; {app} pods: {seen}") from None

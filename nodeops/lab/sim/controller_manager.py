@@ -258,10 +258,17 @@ class Controllers:
         if [(t.get("key"), t.get("effect")) for t in new] != [
             (t.get("key"), t.get("effect")) for t in taints
         ]:
+            # The whole list is replaced, so the patch carries the resourceVersion it was
+            # computed from: a taint someone changed meanwhile (kubectl taint) gives a 409
+            # and the next pass starts again from the node as it is, as upstream's
+            # controllers do, instead of putting the old taints back.
             self._ignore_gone(
                 self.client.patch,
                 f"/api/v1/nodes/{meta(node)['name']}",
-                {"spec": {"taints": new or None}},
+                {
+                    "metadata": {"resourceVersion": meta(node).get("resourceVersion")},
+                    "spec": {"taints": new or None},
+                },
                 "merge",
             )
             spec["taints"] = new

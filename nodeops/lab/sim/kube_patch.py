@@ -6,7 +6,8 @@ import copy
 from typing import Any
 
 # Merge keys of the lists that strategic merge patch merges element-wise (from the
-# `patchMergeKey` tags of k8s.io/api); lists not named here are replaced whole.
+# `patchMergeKey` tags of k8s.io/api); lists not named here are replaced whole (NodeSpec.Taints
+# is one: it is `listType=atomic` with no merge key, so `kubectl taint` replaces the list).
 MERGE_KEYS: dict[str, str] = {
     "containers": "name",
     "initContainers": "name",
@@ -18,7 +19,6 @@ MERGE_KEYS: dict[str, str] = {
     "imagePullSecrets": "name",
     "conditions": "type",
     "addresses": "type",
-    "taints": "key",
     "ownerReferences": "uid",
     "hostAliases": "ip",
     "topologySpreadConstraints": "topologyKey",
