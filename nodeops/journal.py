@@ -163,7 +163,8 @@ def runs(directory: Path, task: str | None = None) -> Iterator[Path]:
         return
     paths = sorted(directory.glob("*.jsonl"), reverse=True)
     for path in paths:
-        if task is None or f"-{task}-" in path.name:
+        # `<stamp>-<task>-<random>`: compare the whole task, so `upgrade` is not `upgrade-cluster`.
+        if task is None or path.stem.split("-", 1)[-1].rsplit("-", 1)[0] == task:
             yield path
 
 

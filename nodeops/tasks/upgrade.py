@@ -14,11 +14,13 @@ from invoke.tasks import task
 
 from nodeops import journal as journals
 from nodeops import kube, report
+from nodeops.cmd import Cmd
 from nodeops.drainplan import DrainOptions
 from nodeops.errors import NodeopsError
 from nodeops.fanout import Sessions
 from nodeops.inventory import Inventory
 from nodeops.node import Node
+from nodeops.result import Result
 from nodeops.runbook import Format, Runbook, plan_runbook
 from nodeops.settings import DEFAULTS, open_inventory, setting, ssh_options
 from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, reported
@@ -404,11 +406,33 @@ def upgrade_cluster(
     )
 
 
-def _one_node(
-    c: Any, inventory: str | None, via: str | None, accept: bool
-) -> tuple[Inventory, Node]:
+def _change_node(
+    c: Any,
+    task_name: str,
+    node: str,
+    command: Cmd,
+    *,
+    inventory: str | None,
+    via: str | None,
+    accept_new_host_keys: bool,
+    timeout: float | None = None,
+) -> tuple[Result, cluster.NodeStatus]:
+    """Run one kubectl change on a control plane, journaled, and read the node back."""
     inv = open_inventory(c.config, inventory)
-    return inv, control_plane(inv, via)
+    inv.node(node)
+    cp = control_plane(inv, via)
+    journal_dir = Path(str(setting(c.config, "journal_dir"))).expanduser()
+    journal = journals.Journal.start(journal_dir, task_name, {"node": node, "via": cp.name})
+    with _sessions(c, inv, accept_new_host_keys) as s:
+        transport = journals.JournaledTransport(s.to(cp), journal, task_name)
+        result = transport.run(command, timeout=timeout)
+        status = _read_back(s, cp, node)
+    journal.record(
+        "run-finished",
+        status="succeeded" if result.ok else "failed",
+        unschedulable=status.unschedulable,
+    )
+    return result, status
 
 
 def _read_back(sessions: Sessions, cp: Node, name: str) -> cluster.NodeStatus:
@@ -433,11 +457,10 @@ def cordon(
     accept_new_host_keys: bool = False,
 ) -> None:
     """Mark a node unschedulable, then read `.spec.unschedulable` back (exit 1 if not set)."""
-    inv, cp = _one_node(c, inventory, via, accept_new_host_keys)
-    inv.node(node)
-    with _sessions(c, inv, accept_new_host_keys) as s:
-        s.to(cp).run(kube.cordon(node))
-        status = _read_back(s, cp, node)
+    _, status = _change_node(
+        c, "cordon", node, kube.cordon(node),
+        inventory=inventory, via=via, accept_new_host_keys=accept_new_host_keys,
+    )  # fmt: skip
     print(f"{node}: {status.describe()}")
     if not status.unschedulable:
         raise Exit(code=EXIT_NODE_FAILED)
@@ -460,11 +483,10 @@ def uncordon(
     accept_new_host_keys: bool = False,
 ) -> None:
     """Mark a node schedulable again, then read it back (exit 1 if still cordoned)."""
-    inv, cp = _one_node(c, inventory, via, accept_new_host_keys)
-    inv.node(node)
-    with _sessions(c, inv, accept_new_host_keys) as s:
-        s.to(cp).run(kube.uncordon(node))
-        status = _read_back(s, cp, node)
+    _, status = _change_node(
+        c, "uncordon", node, kube.uncordon(node),
+        inventory=inventory, via=via, accept_new_host_keys=accept_new_host_keys,
+    )  # fmt: skip
     print(f"{node}: {status.describe()}")
     if status.unschedulable:
         raise Exit(code=EXIT_NODE_FAILED)
@@ -497,13 +519,13 @@ def drain(
     `.spec.unschedulable` is read back afterwards (kubectl can exit 0 without cordoning).
     Exits 1 when the drain fails or the node is schedulable.
     """
-    inv, cp = _one_node(c, inventory, via, accept_new_host_keys)
-    inv.node(node)
     seconds = int(timeout) or int(setting(c.config, "drain_timeout"))
     command = kube.drain(node, _drain_options(delete_emptydir_data, force), timeout_seconds=seconds)
-    with _sessions(c, inv, accept_new_host_keys) as s:
-        result = s.to(cp).run(command, timeout=seconds + 60)
-        status = _read_back(s, cp, node)
+    result, status = _change_node(
+        c, "drain", node, command,
+        inventory=inventory, via=via, accept_new_host_keys=accept_new_host_keys,
+        timeout=seconds + 60,
+    )  # fmt: skip
     sys.stdout.write(result.stdout)
     print(f"{node}: {status.describe()}")
     if not result.ok or not status.unschedulable:

@@ -112,6 +112,9 @@ def test_resume_knows_which_nodes_nodeops_cordoned(tmp_path: Path) -> None:
     journal.record("run-finished", status="succeeded")
     assert last_unfinished(tmp_path, "upgrade") is None
     assert last_unfinished(tmp_path, "etcd-backup") is None
+    other = Journal.start(tmp_path, "upgrade-cluster", {})
+    assert last_unfinished(tmp_path, "upgrade") is None  # not the upgrade-cluster run
+    assert last_unfinished(tmp_path, "upgrade-cluster") == other.path
 
 
 def test_journals_are_never_overwritten(tmp_path: Path) -> None:
