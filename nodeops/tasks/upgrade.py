@@ -435,19 +435,20 @@ def _change_node(
     return result, status
 
 
+NODE_CHANGE_HELP = {
+    "node": "The node.",
+    "inventory": SELECT_HELP["inventory"],
+    "via": COMMON_HELP["via"],
+    "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
+}
+
+
 def _read_back(sessions: Sessions, cp: Node, name: str) -> cluster.NodeStatus:
     out = sessions.to(cp).run(cluster.get_node(name)).check().stdout
     return cluster.parse_node_json(out)
 
 
-@task(
-    help={
-        "node": "The node.",
-        "inventory": SELECT_HELP["inventory"],
-        "via": COMMON_HELP["via"],
-        "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
-    }
-)
+@task(help=NODE_CHANGE_HELP)
 @reported
 def cordon(
     c: Any,
@@ -466,14 +467,7 @@ def cordon(
         raise Exit(code=EXIT_NODE_FAILED)
 
 
-@task(
-    help={
-        "node": "The node.",
-        "inventory": SELECT_HELP["inventory"],
-        "via": COMMON_HELP["via"],
-        "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
-    }
-)
+@task(help=NODE_CHANGE_HELP)
 @reported
 def uncordon(
     c: Any,
