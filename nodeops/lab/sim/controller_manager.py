@@ -7,15 +7,13 @@ each a level-triggered pass over the whole state every `--sim-interval` seconds 
 from __future__ import annotations
 
 import re
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
-from nodeops.lab.sim.healthz import listen_error, serve_healthz
+from nodeops.lab.sim.healthz import serve_component_healthz, stop_event
 from nodeops.lab.sim.kube_client import ApiStatusError, ChangeGate, Client
 from nodeops.lab.sim.kube_controllers import (
     daemon_should_run,
@@ -784,18 +782,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     grace = _seconds(flags.get("node-monitor-grace-period", "40s"))
     interval = float(flags.get("sim-interval", "0.3"))
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    bind, port = flags.get("bind-address", "0.0.0.0"), int(flags.get("secure-port", "10257"))  # noqa: S104
-    try:
-        serve_healthz(bind, port, "kube-controller-manager")
-    except OSError as exc:
-        print(f"E {listen_error(bind, port, exc)}", file=sys.stderr)
+    stop = stop_event()
+    if not serve_component_healthz(flags, 10257, "kube-controller-manager"):
         return 1
     client = Client.from_kubeconfig(kubeconfig)
     controllers = Controllers(client, grace=grace)

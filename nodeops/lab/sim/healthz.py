@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import ssl
+import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,3 +86,23 @@ def listen_error(bind_address: str, port: int, error: OSError) -> str:
         f"failed to create listener: failed to listen on {where}:"
         f" listen tcp {where}: bind: {error.strerror or error}"
     )
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: how the kubelet stops a component's container."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    return stop
+
+
+def serve_component_healthz(flags: dict[str, str], default_port: int, component: str) -> bool:
+    """Serve --bind-address:--secure-port; False, with the component's error, when it is taken."""
+    bind = flags.get("bind-address", "0.0.0.0")  # noqa: S104 - upstream's default
+    port = int(flags.get("secure-port", str(default_port)))
+    try:
+        serve_healthz(bind, port, component)
+    except OSError as exc:
+        print(f"E {listen_error(bind, port, exc)}", file=sys.stderr)
+        return False
+    return True

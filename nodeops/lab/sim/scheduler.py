@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
 import yaml
 
-from nodeops.lab.sim.healthz import listen_error, serve_healthz
+from nodeops.lab.sim.healthz import serve_component_healthz, stop_event
 from nodeops.lab.sim.kube_client import ApiStatusError, ChangeGate, Client
 from nodeops.lab.sim.kube_flags import parse_flags
 from nodeops.lab.sim.kube_objects import condition, meta
@@ -117,18 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: --kubeconfig is required", file=sys.stderr)
         return 1
     interval = float(flags.get("sim-interval", "0.3"))
-    stop = threading.Event()
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    bind, port = flags.get("bind-address", "0.0.0.0"), int(flags.get("secure-port", "10259"))  # noqa: S104
-    try:
-        serve_healthz(bind, port, "kube-scheduler")
-    except OSError as exc:
-        print(f"E {listen_error(bind, port, exc)}", file=sys.stderr)
+    stop = stop_event()
+    if not serve_component_healthz(flags, 10259, "kube-scheduler"):
         return 1
     client = Client.from_kubeconfig(kubeconfig)
     gate = ChangeGate(client, max_idle=5.0)
