@@ -21,6 +21,15 @@ Each kind shows the symptom an operator meets upstream and is undone by `clear`:
   retries `Cannot evict pod as it would violate the pod's disruption budget.`; clear
   restores the old spec (or deletes the created PDB).
 - `slow-download`: the simulated apt/dnf take --seconds (default 5) per package download.
+- `ssh-cut-kubeadm`, `ssh-cut-restart`: the SSH session running the next `kubeadm upgrade
+  node` (or `systemctl restart kubelet`) on the node is killed as the command starts, as a
+  reset connection would; the command itself carries on to its end without a listener.
+- `kubelet-not-ready-on-restart`: the next kubelet restart brings up a kubelet that posts
+  Ready=False for good (as after a broken flag or a missing runtime), until cleared.
+- `dpkg-interrupt`: the next apt install on the node is killed while dpkg unpacks its first
+  package: the package stays unpacked, dpkg's journal pending, `dpkg --audit` lists it and apt
+  refuses with "dpkg was interrupted" until `dpkg --configure -a` runs. Debian-family only;
+  clearing removes an unused switch, it does not repair dpkg (that is the operator's step).
 """
 
 from __future__ import annotations
@@ -49,12 +58,20 @@ KINDS = (
     "apiserver-down",
     "pdb-blocking",
     "slow-download",
+    "ssh-cut-kubeadm",
+    "ssh-cut-restart",
+    "kubelet-not-ready-on-restart",
+    "dpkg-interrupt",
 )
 RUN_FAULTS = "/run/nodeops/faults"  # per node (a private tmpfs)
 NOT_READY_FILE = f"{RUN_FAULTS}/kubelet-not-ready"
 KUBEADM_FAIL_FILE = f"{RUN_FAULTS}/kubeadm-fail"
 DPKG_PID_FILE = f"{RUN_FAULTS}/dpkg-lock.pid"
 SLOW_DOWNLOAD_FILE = "/var/lib/nodeops-sim/faults/slow-download"
+DPKG_INTERRUPT_FILE = "/var/lib/nodeops-sim/faults/dpkg-interrupt"
+SSH_CUT_FILE = f"{RUN_FAULTS}/ssh-cut"
+NOT_READY_ON_RESTART_FILE = f"{RUN_FAULTS}/kubelet-not-ready-on-restart"
+SSH_CUT_MOMENTS = {"ssh-cut-kubeadm": "kubeadm-upgrade", "ssh-cut-restart": "kubelet-restart"}
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 PDB_NAME = "nodeops-fault-web"
 PDB_PATH = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
@@ -374,6 +391,22 @@ def inject(name: str, node: str, kind: str, seconds: float | None = None) -> Fau
         detail = _apiserver_down(state, n)
     elif kind == "pdb-blocking":
         detail = _pdb_blocking(state, n)
+    elif kind in SSH_CUT_MOMENTS:
+        moment = SSH_CUT_MOMENTS[kind]
+        _in_node(state, node, f"mkdir -p {RUN_FAULTS} && echo {moment} > {SSH_CUT_FILE}")
+        what = "`kubeadm upgrade node`" if moment == "kubeadm-upgrade" else "kubelet restart"
+        detail = f"{SSH_CUT_FILE}: the SSH session of the next {what} is cut as it starts"
+    elif kind == "kubelet-not-ready-on-restart":
+        _in_node(state, node, f"mkdir -p {RUN_FAULTS} && touch {NOT_READY_ON_RESTART_FILE}")
+        detail = f"{NOT_READY_ON_RESTART_FILE}: the next kubelet restart posts Ready=False"
+    elif kind == "dpkg-interrupt":
+        if "/dpkg" not in _in_node(state, node, "ls -d /var/lib/dpkg 2>/dev/null || true"):
+            raise LabError(
+                f"node {node} ({n.os}) has no dpkg: dpkg-interrupt needs a Debian-family node"
+            )
+        directory = DPKG_INTERRUPT_FILE.rsplit("/", 1)[0]
+        _in_node(state, node, f"mkdir -p {directory} && touch {DPKG_INTERRUPT_FILE}")
+        detail = f"{DPKG_INTERRUPT_FILE}: the next apt install is killed while dpkg unpacks"
     else:
         secs = seconds or DEFAULT_SLOW_SECONDS
         directory = SLOW_DOWNLOAD_FILE.rsplit("/", 1)[0]
@@ -407,11 +440,23 @@ def clear(name: str, node: str | None = None, kind: str = "all") -> list[Fault]:
                 ("kubelet-not-ready", NOT_READY_FILE),
                 ("kubeadm-fail", KUBEADM_FAIL_FILE),
                 ("slow-download", SLOW_DOWNLOAD_FILE),
+                ("ssh-cut-kubeadm", SSH_CUT_FILE),
+                ("ssh-cut-restart", SSH_CUT_FILE),
+                ("kubelet-not-ready-on-restart", NOT_READY_ON_RESTART_FILE),
+                ("dpkg-interrupt", DPKG_INTERRUPT_FILE),
             )
             if wanted(k)
         }
         if files:
-            script = "; ".join(f"[ -e {p} ] && rm -f {p} && echo {k}" for k, p in files.items())
+            script = "; ".join(
+                (
+                    f"grep -qx {SSH_CUT_MOMENTS[k]} {p} 2>/dev/null"
+                    if k in SSH_CUT_MOMENTS
+                    else f"[ -e {p} ]"
+                )
+                + f" && rm -f {p} && echo {k}"
+                for k, p in files.items()
+            )
             for k in _in_node(state, n.name, script + "; true").split():
                 cleared.append(Fault(n.name, k, f"{files[k]} removed"))
     owner = _clear_pdb(state, node) if wanted("pdb-blocking") else ""

@@ -109,7 +109,8 @@ def ssh(c: Any, node: str, name: str = DEFAULT_NAME) -> None:
     positional=["kind"],
     help={
         "kind": "dpkg-lock, kubelet-not-ready, sshd-down, kubeadm-fail, apiserver-down,"
-        " pdb-blocking or slow-download; with --clear also `all`.",
+        " pdb-blocking, slow-download, ssh-cut-kubeadm, ssh-cut-restart,"
+        " kubelet-not-ready-on-restart or dpkg-interrupt; with --clear also `all`.",
         "node": "The node to break (or to clear; --clear without it clears every node).",
         "seconds": "dpkg-lock: hold the lock this long (default: until cleared);"
         " slow-download: seconds per download (default 5).",

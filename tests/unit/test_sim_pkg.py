@@ -383,6 +383,64 @@ def test_the_dpkg_frontend_lock_is_a_real_fcntl_lock(tmp_path: Path) -> None:
     assert run_apt(root, "apt-get", "install", "-y", "kubeadm")[0] == 0  # free again
 
 
+def test_dpkg_lock_timeout_waits_for_the_holder_then_fails_past_it(tmp_path: Path) -> None:
+    root = node(tmp_path, "ubuntu-22.04")
+    apt_repo(root, "1.29")
+    run_apt(root, "apt-get", "update")
+    holder = _hold_lock(root)
+    try:
+        code, out, err = run_apt(
+            root, "apt-get", "-o", "DPkg::Lock::Timeout=1", "install", "-y", "kubeadm"
+        )
+        assert code == 100 and "E: Could not get lock /var/lib/dpkg/lock-frontend" in err
+        assert "Waiting for cache lock: Could not get lock /var/lib/dpkg/lock-frontend." in out
+        releaser = subprocess.Popen(["sh", "-c", f"sleep 1.5; kill {holder.pid}"])
+        code, out, err = run_apt(
+            root, "apt-get", "-oDPkg::Lock::Timeout=30", "install", "-y", "kubeadm"
+        )
+        releaser.wait()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 0, err
+    assert out.count("Waiting for cache lock") >= 1
+    assert "kubeadm" in state.load(root).installed
+
+
+def _dpkg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["dpkg", f"--admindir={root}/var/lib/dpkg", *args], capture_output=True, text=True
+    )
+
+
+def test_dpkg_interrupt_fault_leaves_what_a_killed_dpkg_leaves(tmp_path: Path) -> None:
+    if not Path("/usr/bin/dpkg").exists():
+        pytest.skip("needs the real dpkg")
+    root = node(tmp_path, "debian-12")
+    (root / "var/lib/dpkg/updates").mkdir()
+    apt_repo(root, "1.29")
+    run_apt(root, "apt-get", "update")
+    assert run_apt(root, "apt-get", "install", "-y", "kubeadm=1.29.3-*")[0] == 0
+    assert _dpkg(root, "--audit").stdout == ""  # md5sums and statuses as dpkg expects
+    apt_repo(root, "1.30")
+    run_apt(root, "apt-get", "update")
+    fault = root / state.DPKG_INTERRUPT
+    fault.parent.mkdir(parents=True, exist_ok=True)
+    fault.touch()
+    code, _, err = run_apt(root, "apt-get", "install", "-y", "kubeadm=1.30.*", "kubelet=1.30.*")
+    assert code == 100 and err.strip() == "E: Sub-process /usr/bin/dpkg received signal 9."
+    assert not fault.exists()
+    assert "have been unpacked but not yet configured" in _dpkg(root, "--audit").stdout
+    code, _, err = run_apt(root, "apt-get", "install", "-y", "kubelet=1.30.*")
+    assert code == 100
+    assert err.startswith("E: dpkg was interrupted, you must manually run 'dpkg --configure -a'")
+    configure = _dpkg(root, "--configure", "-a")
+    assert configure.returncode == 0, configure.stderr
+    assert _dpkg(root, "--audit").stdout == ""
+    assert state.load(root).unpacked == set()
+    assert run_apt(root, "apt-get", "install", "-y", "kubelet=1.30.*")[0] == 0
+
+
 def test_slow_download_fault(tmp_path: Path) -> None:
     root = node(tmp_path, "ubuntu-22.04")
     apt_repo(root, "1.29")

@@ -12,7 +12,8 @@ manifests are the current ones with the image tag changed (upstream renders them
 ClusterConfiguration); certificates are not really renewed; the CreateJob health check runs no Job
 (it fails when no controller-manager or scheduler mirror pod runs).
 The fault file /run/nodeops/faults/kubeadm-fail makes the next apply/node fail after the
-first manifest was swapped (and removes itself).
+first manifest was swapped (and removes itself); the ssh-cut fault file (faultfiles) makes the
+next `upgrade node` lose its SSH session at the start and carry on to the end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from nodeops.lab.sim import faultfiles
 from nodeops.lab.sim import kubeadm_policy as policy
 from nodeops.lab.sim.kube_client import ApiStatusError, Client
 
@@ -762,6 +764,7 @@ def node(opts: Options, version: str, say: Out) -> int:
     """`kubeadm upgrade node`: a control plane's static pods at the cluster's version, then
     the kubelet configuration; a worker only the kubelet configuration."""
     control_plane = (MANIFESTS / "kube-apiserver.yaml").exists()
+    faultfiles.cut_ssh_session_if("kubeadm-upgrade")
     say("[upgrade] Reading configuration from the cluster...")
     say(f"[upgrade] {FYI}")
     api = Api(ADMIN_CONF if control_plane and ADMIN_CONF.exists() else KUBELET_CONF)

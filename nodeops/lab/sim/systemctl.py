@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from nodeops.lab.sim import module_env
+from nodeops.lab.sim import faultfiles, module_env
 from nodeops.platforms import parse_env_file
 
 UNIT_PATHS = (
@@ -417,6 +417,11 @@ class Manager:
         if loaded is None:
             print(f"Failed to restart {unit}: Unit {unit} not found.", file=self.err)
             return 5
+        if unit == "kubelet.service":
+            faultfiles.cut_ssh_session_if("kubelet-restart")
+            # A kubelet that comes back broken (bad flags, a runtime gone): NotReady for good.
+            if faultfiles.take(faultfiles.NOT_READY_ON_RESTART) is not None:
+                faultfiles.NOT_READY.touch()
         self.stop(unit)
         return self.start(unit)
 

@@ -9,6 +9,7 @@ other than the kube ones cannot be installed (the lab has no distribution mirror
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -125,6 +126,15 @@ class Apt:
     def __init__(self, root: Path, out: TextIO, err: TextIO) -> None:
         self.root, self.out, self.err = root, out, err
         self.quiet = 0
+        self.config: dict[str, str] = {}  # -o Key=Value (apt's keys are case-insensitive)
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """dpkg's frontend lock, waiting DPkg::Lock::Timeout seconds for it as apt does."""
+        try:
+            wait = int(self.config.get("dpkg::lock::timeout", "0"))
+        except ValueError:
+            wait = 0
+        return state.frontend_lock(self.root, wait=wait, waiting=lambda line: self.say(line, 1))
 
     def say(self, text: str, level: int = 2) -> None:
         """Print unless -qq (quiet level 2) silenced it; -q only drops progress meters."""
@@ -315,7 +325,7 @@ class Apt:
             )
         if downgrade and "-y" in opts and "--allow-downgrades" not in opts:
             raise AptError("Packages were downgraded and -y was used without --allow-downgrades.")
-        with state.frontend_lock(self.root):
+        with self.lock():
             return self._fetch_and_unpack(st, plan, opts, new)
 
     def _fetch_and_unpack(
@@ -351,6 +361,15 @@ class Apt:
             self.say("Download complete and in download only mode")
             return 0
         fam = state.family(self.root)
+        if state.interrupt_fault(self.root):
+            # Killed while dpkg unpacks the first package: unpacked, never configured.
+            first = sorted(plan.values(), key=lambda c: c.release.name)[0].release
+            self.say(f"Preparing to unpack .../{_deb_name(first)} ...")
+            self.say(f"Unpacking {first.name} ({first.deb_version}) ...")
+            state.place(self.root, st, first, fam)
+            state.record_interrupted(self.root, st, first.name)
+            print("E: Sub-process /usr/bin/dpkg received signal 9.", file=self.err)
+            return 100
         self.say("(Reading database ... 20584 files and directories currently installed.)")
         order = sorted(plan.values(), key=lambda c: c.release.name)
         for c in order:
@@ -404,7 +423,7 @@ class Apt:
             )
         if "-y" not in opts and not _confirm(self.out):
             return 1
-        with state.frontend_lock(self.root):
+        with self.lock():
             for name in sorted(gone):
                 self.say(f"Removing {name} ({st.installed[name].release.deb_version}) ...")
                 state.remove(self.root, st, name)
@@ -426,7 +445,7 @@ class Apt:
                 name in st.installed or versions_of(self.root, name)
             ):
                 raise AptError(f"Unable to locate package {name}")
-        with state.frontend_lock(self.root):
+        with self.lock():
             for name in names:
                 if action == "hold":
                     if name in st.held:
@@ -508,11 +527,16 @@ _FLAGS = {
 }  # fmt: skip
 
 
-def _parse(args: Sequence[str]) -> tuple[list[str], set[str], int]:
+def _parse(args: Sequence[str]) -> tuple[list[str], set[str], int, dict[str, str]]:
     words, opts, quiet = [], set(), 0
+    config: dict[str, str] = {}
     it = iter(args)
     for a in it:
-        if a in ("-o", "--option", "-c", "--config-file", "-t", "--target-release"):
+        if a in ("-o", "--option"):
+            key, _, value = (next(it, None) or "").partition("=")
+            config[key.strip().lower()] = value.strip()
+            continue
+        if a in ("-c", "--config-file", "-t", "--target-release"):
             next(it, None)  # the option's value
             continue
         if a in ("-q", "--quiet"):
@@ -524,8 +548,9 @@ def _parse(args: Sequence[str]) -> tuple[list[str], set[str], int]:
         elif a in _FLAGS:
             if _FLAGS[a]:
                 opts.add(_FLAGS[a])
-        elif a.startswith("-o") or a.startswith("--option"):
-            continue
+        elif a.startswith("-o") or a.startswith("--option="):
+            key, _, value = a.removeprefix("--option=").removeprefix("-o").partition("=")
+            config[key.strip().lower()] = value.strip()
         elif (
             a.startswith("-")
             and len(a) > 2
@@ -539,13 +564,13 @@ def _parse(args: Sequence[str]) -> tuple[list[str], set[str], int]:
             continue
         else:
             words.append(a)
-    return words, opts, quiet
+    return words, opts, quiet, config
 
 
 def run(tool: str, args: Sequence[str], root: Path, out: TextIO, err: TextIO) -> int:
     """Run one apt tool; return its exit code."""
     apt = Apt(root, out, err)
-    words, opts, apt.quiet = _parse(args)
+    words, opts, apt.quiet, apt.config = _parse(args)
     if tool == "apt" and not out.isatty():
         print(
             "\nWARNING: apt does not have a stable CLI interface. Use with caution in scripts.\n",
@@ -579,6 +604,13 @@ def run(tool: str, args: Sequence[str], root: Path, out: TextIO, err: TextIO) ->
         return 100
     except AptError as e:
         print(f"E: {e}", file=err)
+        return 100
+    except state.DpkgInterrupted:
+        print(
+            "E: dpkg was interrupted, you must manually run 'dpkg --configure -a' to correct"
+            " the problem. ",
+            file=err,
+        )
         return 100
     except state.LockHeld as held:
         print(

@@ -12,10 +12,12 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,11 @@ STATE_FILE = f"{SIM_DIR}/packages.json"
 DPKG_STATUS = "var/lib/dpkg/status"
 LOCK_FRONTEND = "var/lib/dpkg/lock-frontend"
 SLOW_DOWNLOAD = f"{SIM_DIR}/faults/slow-download"
+# The next apt install is killed while dpkg unpacks its first package (a lab fault switch).
+DPKG_INTERRUPT = f"{SIM_DIR}/faults/dpkg-interrupt"
+DPKG_UPDATES = "var/lib/dpkg/updates"
+# dpkg states of a package whose unpack or configure did not finish (dpkg --audit lists them).
+UNFINISHED = ("half-installed", "unpacked", "half-configured", "triggers-awaited")
 
 
 def sim_root() -> Path:
@@ -64,6 +71,7 @@ class PackageState:
 
     installed: dict[str, Installed] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
+    unpacked: set[str] = field(default_factory=set)  # not configured (dpkg was interrupted)
 
 
 def load(root: Path) -> PackageState:
@@ -80,27 +88,66 @@ def load(root: Path) -> PackageState:
         for name, item in data.get("installed", {}).items()
     }
     held = set(data.get("held", []))
+    unpacked: set[str] = set()
     if family(root) == "debian":
         held = _dpkg_holds(root)
-    return PackageState(installed, held)
+        unpacked = _dpkg_unfinished(root) & set(installed)
+    return PackageState(installed, held, unpacked)
 
 
-def _dpkg_holds(root: Path) -> set[str]:
-    """Held kube packages per dpkg's status file, which `dpkg --set-selections` also edits."""
+def _dpkg_statuses(root: Path) -> dict[str, list[str]]:
+    """Kube package -> its dpkg Status words (want, error flag, state), from dpkg's status file,
+    which the real `dpkg --set-selections` and `dpkg --configure -a` also edit."""
     try:
         text = (root / DPKG_STATUS).read_text()
     except OSError:
-        return set()
-    held = set()
+        return {}
+    found: dict[str, list[str]] = {}
     for stanza in text.split("\n\n"):
         fields = dict(
             line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[:1] != " "
         )
-        if fields.get("Package") in catalog.PACKAGES and fields.get("Status", "").startswith(
-            "hold "
-        ):
-            held.add(fields["Package"])
-    return held
+        if fields.get("Package") in catalog.PACKAGES:
+            found[fields["Package"]] = fields.get("Status", "").split()
+    return found
+
+
+def _dpkg_holds(root: Path) -> set[str]:
+    """Held kube packages per dpkg's status file."""
+    return {name for name, words in _dpkg_statuses(root).items() if words[:1] == ["hold"]}
+
+
+def _dpkg_unfinished(root: Path) -> set[str]:
+    """Kube packages dpkg left unpacked or half-done."""
+    return {
+        name
+        for name, words in _dpkg_statuses(root).items()
+        if words[2:3] and words[2] in UNFINISHED
+    }
+
+
+def interrupted(root: Path) -> bool:
+    """Whether dpkg was interrupted: its journal directory has pending entries (apt checks it)."""
+    updates = root / DPKG_UPDATES
+    with contextlib.suppress(OSError):
+        return any(p.name.isdigit() for p in updates.iterdir())
+    return False
+
+
+def interrupt_fault(root: Path) -> bool:
+    """Whether the dpkg-interrupt fault is set; it is used up by this run."""
+    try:
+        (root / DPKG_INTERRUPT).unlink()
+    except OSError:
+        return False
+    return True
+
+
+def record_interrupted(root: Path, state: PackageState, name: str) -> None:
+    """Leave `name` unpacked and dpkg's journal pending, as a dpkg killed mid-run does."""
+    state.unpacked.add(name)
+    save(root, state)
+    _atomic_write(root / DPKG_UPDATES / "0000", _stanza(name, state) + "\n")
 
 
 def _atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -138,7 +185,7 @@ def _stanza(name: str, state: PackageState) -> str:
     r = item.release
     lines = [
         f"Package: {name}",
-        f"Status: {want} ok installed",
+        f"Status: {want} ok {'unpacked' if name in state.unpacked else 'installed'}",
         "Priority: optional",
         "Section: admin",
         f"Installed-Size: {catalog.download_size(name) * 4 // 1024}",
@@ -173,11 +220,25 @@ def _write_dpkg_status(root: Path, state: PackageState) -> None:
     info = root / "var/lib/dpkg/info"
     for name in catalog.PACKAGES:
         listing = info / f"{name}.list"
+        sums = info / f"{name}.md5sums"
         if name in state.installed:
-            _atomic_write(listing, "".join(f"{f}\n" for f in ["/.", *state.installed[name].files]))
+            owned = state.installed[name].files
+            _atomic_write(listing, "".join(f"{f}\n" for f in ["/.", *owned]))
+            _atomic_write(sums, _md5sums(root, owned))
         else:
-            with contextlib.suppress(FileNotFoundError):
-                listing.unlink()
+            for path in (listing, sums):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def _md5sums(root: Path, owned: list[str]) -> str:
+    """dpkg's md5sums control file: `<md5>  <path without the leading />` per regular file."""
+    lines = []
+    for path in owned:
+        full = root / path.lstrip("/")
+        if full.is_file() and not full.is_symlink():
+            lines.append(f"{hashlib.md5(full.read_bytes()).hexdigest()}  {path.lstrip('/')}\n")  # noqa: S324 - dpkg's format
+    return "".join(lines)
 
 
 def place(root: Path, state: PackageState, release: Release, fam: str) -> None:
@@ -237,20 +298,44 @@ def _process_name(pid: int) -> str:
         return ""
 
 
+class DpkgInterrupted(Exception):
+    """dpkg's journal has pending entries: apt refuses until `dpkg --configure -a` ran."""
+
+
 @contextlib.contextmanager
-def frontend_lock(root: Path) -> Iterator[None]:
-    """Hold /var/lib/dpkg/lock-frontend with an fcntl write lock, as apt and dpkg do."""
+def frontend_lock(
+    root: Path, *, wait: float = 0, waiting: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold /var/lib/dpkg/lock-frontend with an fcntl write lock, as apt and dpkg do.
+
+    With `wait` (apt's DPkg::Lock::Timeout) it retries once a second, telling `waiting`
+    "Waiting for cache lock: ..." each time, as apt's progress line does.
+    """
     path = root / LOCK_FRONTEND
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o640)
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            pid = _holder(fd)
-            raise LockHeld(f"/{LOCK_FRONTEND}", pid, _process_name(pid)) from None
+        waited = 0
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                pid = _holder(fd)
+                held = LockHeld(f"/{LOCK_FRONTEND}", pid, _process_name(pid))
+                if waited >= wait:
+                    raise held from None
+                if waiting is not None:
+                    waiting(
+                        f"Waiting for cache lock: Could not get lock {held.path}. It is held by"
+                        f" process {held.pid} ({held.name})... {waited}s"
+                    )
+                time.sleep(1)
+                waited += 1
+        if interrupted(root):
+            raise DpkgInterrupted
         yield
     finally:
         os.close(fd)
