@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nodeops.inventory import Inventory, load_inventory
-from nodeops.transport import SSHOptions
+if TYPE_CHECKING:
+    from nodeops.inventory import Inventory
+    from nodeops.transport import SSHOptions
 
 DEFAULTS: dict[str, Any] = {
     "inventory": "inventories/lab.yaml",
@@ -47,6 +48,8 @@ def ssh_options(
     config: Any, inventory: Inventory, *, accept_new_host_keys: bool = False
 ) -> SSHOptions:
     """Connection settings for a run from the config and the inventory."""
+    from nodeops.transport import SSHOptions  # imported here: paramiko costs start-up time
+
     accept = accept_new_host_keys or bool(setting(config, "accept_new_host_keys"))
     return SSHOptions(
         connect_timeout=float(setting(config, "connect_timeout")),
@@ -62,4 +65,6 @@ def ssh_options(
 
 def open_inventory(config: Any, given: str | None) -> Inventory:
     """Load the inventory a task was pointed at."""
+    from nodeops.inventory import load_inventory  # imported here: YAML costs start-up time
+
     return load_inventory(inventory_path(config, given))

@@ -5,13 +5,17 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 
 from nodeops.errors import NodeopsError
-from nodeops.inventory import Inventory
-from nodeops.node import Node
+
+if TYPE_CHECKING:
+    from nodeops import fanout
+    from nodeops.inventory import Inventory
+    from nodeops.node import Node
+    from nodeops.transport import SSHOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +32,16 @@ SELECT_HELP = {
     "accept_new_host_keys": "Trust host keys seen for the first time and record them "
     "(changed keys are always refused).",
 }
+
+
+def Sessions(options: SSHOptions) -> fanout.Sessions:
+    """The run's connections over SSH (fanout, and paramiko, imported on first use).
+
+    Task modules import this name so that tests can point it at fake transports.
+    """
+    from nodeops.fanout import Sessions as FanoutSessions
+
+    return FanoutSessions(options)
 
 
 def reported(body: F) -> F:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from nodeops import kube, report
-from nodeops.drainplan import ROW_HEADERS, DrainOptions, DrainPlan, plan_drain
+from nodeops import report
 from nodeops.errors import NodeopsError
-from nodeops.fanout import Sessions
-from nodeops.inventory import Inventory
-from nodeops.node import Node
 from nodeops.settings import open_inventory, ssh_options
-from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, reported
+from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, Sessions, reported
+
+# Task bodies import what they use: `nodeops --help` must not pay for paramiko and the planner.
+if TYPE_CHECKING:
+    from nodeops.drainplan import DrainOptions, DrainPlan
+    from nodeops.inventory import Inventory
+    from nodeops.node import Node
 
 
 def control_plane(inventory: Inventory, via: str | None) -> Node:
@@ -39,6 +41,9 @@ def fetch_plan(
     accept_new_host_keys: bool = False,
 ) -> DrainPlan:
     """Read nodes, pods, budgets and DaemonSets in one kubectl call and plan the drain."""
+    from nodeops import kube
+    from nodeops.drainplan import plan_drain
+
     where = control_plane(inventory, via)
     with Sessions(ssh_options(config, inventory, accept_new_host_keys=accept_new_host_keys)) as s:
         result = s.to(where).run(kube.get_json(kube.DRAIN_INPUT_KINDS)).check()
@@ -86,6 +91,8 @@ def drain_plan(
     pod's replacement is Ready (kubectl retries every 5s) is evicted, marked as waiting: the
     drain is slower, still clean. Read-only. Exits 1 unless the drain would be clean.
     """
+    from nodeops.drainplan import ROW_HEADERS, DrainOptions
+
     if not node:
         raise NodeopsError("name the node(s) to drain with --node")
     options = DrainOptions(

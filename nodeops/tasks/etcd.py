@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from nodeops import etcdops, report
+from nodeops import report
 from nodeops.errors import NodeopsError
-from nodeops.fanout import Sessions
-from nodeops.inventory import Inventory
-from nodeops.journal import Journal, JournaledTransport
-from nodeops.node import Node
 from nodeops.settings import open_inventory, setting, ssh_options
-from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, reported
+from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, Sessions, reported
+
+# Task bodies import what they use: `nodeops --help` must not pay for paramiko and YAML.
+if TYPE_CHECKING:
+    from nodeops.inventory import Inventory
+    from nodeops.node import Node
 
 _NODE = "The control-plane node whose etcd member is used (default: the inventory's first)."
 _COMMON = {
@@ -89,6 +90,9 @@ def etcd_backup(
     checks is kept marked invalid (etcd-restore refuses it) and the task exits 1. Every
     command is journaled.
     """
+    from nodeops import etcdops
+    from nodeops.journal import Journal, JournaledTransport
+
     inv = open_inventory(c.config, inventory)
     target = _control_plane(inv, node)
     dest_dir = Path(dest or str(setting(c.config, "etcd_backup_dir"))).expanduser()
@@ -175,6 +179,9 @@ def etcd_restore(
     waits until etcd is healthy; puts the API server back and waits for /readyz. On any
     failure it puts the old manifests and data dir back and says so. Journaled.
     """
+    from nodeops import etcdops
+    from nodeops.journal import Journal, JournaledTransport
+
     if not snapshot:
         raise NodeopsError("name the snapshot with --snapshot FILE")
     wait = float(
@@ -274,6 +281,8 @@ def backup_resources(
     file. Read-only on the cluster. Exits 1 when a kind could not be read (the rest is
     written).
     """
+    from nodeops import etcdops
+
     inv = open_inventory(c.config, inventory)
     target = _control_plane(inv, node)
     if out:

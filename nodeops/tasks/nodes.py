@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from invoke.tasks import task
@@ -11,17 +11,20 @@ from invoke.tasks import task
 from nodeops import report
 from nodeops.cmd import Raw, cmd
 from nodeops.errors import NodeopsError
-from nodeops.facts import NodeFacts, gather_facts
-from nodeops.fanout import Sessions
 from nodeops.settings import open_inventory, setting, ssh_options
 from nodeops.tasks.common import (
     EXIT_NODE_FAILED,
     SELECT_HELP,
+    Sessions,
     remainder,
     reported,
     seconds_option,
     select_nodes,
 )
+
+# Task bodies import what they use: `nodeops --help` must not pay for paramiko, YAML, rich.
+if TYPE_CHECKING:
+    from nodeops.facts import NodeFacts
 
 FACT_COLUMNS = ("NODE", "ROLE", "OS", "PKG", "KUBEADM", "KUBELET", "KUBECTL", "HELD", "RUNTIME")
 
@@ -63,6 +66,8 @@ def facts(
 
     Exits 1 when a node cannot be reached or read (the others are still reported).
     """
+    from nodeops.facts import gather_facts
+
     inv = open_inventory(c.config, inventory)
     nodes = select_nodes(inv, node, group, limit, all)
     options = ssh_options(c.config, inv, accept_new_host_keys=accept_new_host_keys)
@@ -148,4 +153,3 @@ def run(
     sys.stdout.flush()
     if any_failed:
         raise Exit(code=EXIT_NODE_FAILED)
-

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from nodeops import report, staticpodops
+from nodeops import report
 from nodeops.errors import NodeopsError
-from nodeops.fanout import Sessions
-from nodeops.journal import Journal, JournaledTransport
-from nodeops.kubeletconfig import KubeletConfigFinding
-from nodeops.node import Node
 from nodeops.settings import open_inventory, ssh_options
-from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, reported, seconds_option
+from nodeops.tasks.common import (
+    EXIT_NODE_FAILED,
+    SELECT_HELP,
+    Sessions,
+    reported,
+    seconds_option,
+)
+
+# Task bodies import what they use: `nodeops --help` must not pay for paramiko and Jinja2.
+if TYPE_CHECKING:
+    from nodeops.kubeletconfig import KubeletConfigFinding
+    from nodeops.node import Node
 
 #: Where journals go when the config names no `nodeops.journal_dir`.
 DEFAULT_JOURNAL_DIR = "~/.local/state/nodeops/journal"
@@ -44,6 +51,8 @@ def _one_node(c: Any, inventory: str | None, node: str | None) -> tuple[Any, Nod
 def _finding(
     c: Any, inventory: str | None, node: str | None, accept: bool
 ) -> tuple[Node, KubeletConfigFinding]:
+    from nodeops import staticpodops
+
     inv, target = _one_node(c, inventory, node)
     with Sessions(ssh_options(c.config, inv, accept_new_host_keys=accept)) as sessions:
         return target, staticpodops.read_kubelet_config(sessions.to(target))
@@ -92,6 +101,8 @@ def static_pod_path(
     """Print a node's staticPodPath and where it comes from (`PATH<TAB>SOURCE`). Exits 2
     when it cannot be resolved, saying why. Read-only.
     """
+    from nodeops import staticpodops
+
     target, finding = _finding(c, inventory, node, accept_new_host_keys)
     path = staticpodops.static_pod_path(finding, target.name)
     source = finding.static_pod_path.source if finding.static_pod_path else ""
@@ -111,6 +122,8 @@ def static_pods(
     """List the manifests in a node's staticPodPath with the status of their mirror pods
     (NAME-NODENAME in the API), and any stray files the kubelet would also read. Read-only.
     """
+    from nodeops import staticpodops
+
     inv, target = _one_node(c, inventory, node)
     api_node = staticpodops.control_plane(inv, via)
     options = ssh_options(c.config, inv, accept_new_host_keys=accept_new_host_keys)
@@ -202,6 +215,9 @@ def static_pod_apply(
     that renders anything but one valid Pod, and a directory with stray files (*.bak, *~,
     #…#). Every command is journaled. Exits 1 when the pod did not come up, 2 when refused.
     """
+    from nodeops import staticpodops
+    from nodeops.journal import Journal, JournaledTransport
+
     if not template:
         raise NodeopsError("name a template with --template (scheduler, generic, web or a file)")
     staticpodops.check_template(template)
@@ -299,6 +315,9 @@ def static_pod_remove(
     of a second scheduler nodeops made; then waits until the mirror pod is gone. kubeadm's
     own control-plane pods are refused. Journaled; exits 1 when the mirror pod stays.
     """
+    from nodeops import staticpodops
+    from nodeops.journal import Journal, JournaledTransport
+
     if not name:
         raise NodeopsError("name the static pod with --name")
     wait = seconds_option(timeout, "--timeout") or staticpodops.DEFAULT_TIMEOUT

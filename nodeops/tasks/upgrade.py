@@ -7,32 +7,34 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from nodeops import journal as journals
-from nodeops import kube, report
-from nodeops.cmd import Cmd
-from nodeops.drainplan import DrainOptions
+from nodeops import report
 from nodeops.errors import NodeopsError
-from nodeops.fanout import Sessions
-from nodeops.inventory import Inventory
-from nodeops.node import Node
-from nodeops.result import Result
-from nodeops.runbook import Format, Runbook, plan_runbook
 from nodeops.settings import DEFAULTS, open_inventory, setting, ssh_options
 from nodeops.tasks.common import EXIT_NODE_FAILED, SELECT_HELP, reported
 from nodeops.tasks.drain import control_plane
-from nodeops.transport import FabricTransport, SSHOptions, Transport
-from nodeops.upgrade import cluster, lock
-from nodeops.upgrade.execute import NodeOutcome, drain_planner, execute, read_inputs
-from nodeops.upgrade.nodesteps import UpgradeSettings
+
+# Task bodies import what they use: `nodeops --help` must not pay for paramiko and the planner.
+if TYPE_CHECKING:
+    from nodeops.cmd import Cmd
+    from nodeops.drainplan import DrainOptions
+    from nodeops.fanout import Sessions
+    from nodeops.inventory import Inventory
+    from nodeops.node import Node
+    from nodeops.result import Result
+    from nodeops.runbook import Format, Runbook
+    from nodeops.transport import SSHOptions, Transport
+    from nodeops.upgrade import cluster
+    from nodeops.upgrade.execute import NodeOutcome
+    from nodeops.upgrade.nodesteps import UpgradeSettings
 
 FORMATS = ("text", "markdown", "json")
-# How each node is reached; unit tests put a FakeTransport factory here.
-TRANSPORT_FACTORY: Callable[[Node, SSHOptions], Transport] = FabricTransport
+# How each node is reached (None: FabricTransport); unit tests put a FakeTransport factory here.
+TRANSPORT_FACTORY: Callable[[Node, SSHOptions], Transport] | None = None
 DRAIN_HELP = {
     "delete_emptydir_data": "Let the drain delete emptyDir data (kubectl --delete-emptydir-data).",
     "force": "Let the drain delete pods without a controller, for good (kubectl --force).",
@@ -48,8 +50,11 @@ COMMON_HELP = {
 
 
 def _sessions(c: Any, inv: Inventory, accept_new_host_keys: bool) -> Sessions:
+    from nodeops.fanout import Sessions
+    from nodeops.transport import FabricTransport
+
     options = ssh_options(c.config, inv, accept_new_host_keys=accept_new_host_keys)
-    return Sessions(options, factory=TRANSPORT_FACTORY)
+    return Sessions(options, factory=TRANSPORT_FACTORY or FabricTransport)
 
 
 def _path_setting(config: Any, key: str) -> Path | None:
@@ -60,6 +65,8 @@ def _path_setting(config: Any, key: str) -> Path | None:
 
 
 def _settings(config: Any, options: DrainOptions) -> UpgradeSettings:
+    from nodeops.upgrade.nodesteps import UpgradeSettings
+
     return UpgradeSettings(
         drain_timeout=int(setting(config, "drain_timeout")),
         dpkg_lock_timeout=int(setting(config, "dpkg_lock_timeout")),
@@ -70,6 +77,8 @@ def _settings(config: Any, options: DrainOptions) -> UpgradeSettings:
 
 
 def _drain_options(delete_emptydir_data: bool, force: bool) -> DrainOptions:
+    from nodeops.drainplan import DrainOptions
+
     return DrainOptions(
         ignore_daemonsets=True, delete_emptydir_data=delete_emptydir_data, force=force
     )
@@ -102,6 +111,10 @@ def _plan(
     resume: str | None,
     hops: bool,
 ) -> Runbook:
+    from nodeops.runbook import plan_runbook
+    from nodeops.upgrade import lock
+    from nodeops.upgrade.execute import drain_planner, read_inputs
+
     inputs = read_inputs(sessions, cp, nodes, parallel=int(setting(c.config, "parallel")))
     lock.check_free(sessions.to(cp), resume)
     return plan_runbook(
@@ -154,6 +167,9 @@ def _upgrade(
     force: bool,
     accept_new_host_keys: bool,
 ) -> None:
+    from nodeops import journal as journals
+    from nodeops.upgrade.execute import execute
+
     if not to:
         raise NodeopsError("name the target with --to (1.30.2, 1.30, latest-patch, next-minor)")
     form = _check_format(fmt)
@@ -418,6 +434,8 @@ def _change_node(
     timeout: float | None = None,
 ) -> tuple[Result, cluster.NodeStatus]:
     """Run one kubectl change on a control plane, journaled, and read the node back."""
+    from nodeops import journal as journals
+
     inv = open_inventory(c.config, inventory)
     inv.node(node)
     cp = control_plane(inv, via)
@@ -444,6 +462,8 @@ NODE_CHANGE_HELP = {
 
 
 def _read_back(sessions: Sessions, cp: Node, name: str) -> cluster.NodeStatus:
+    from nodeops.upgrade import cluster
+
     out = sessions.to(cp).run(cluster.get_node(name)).check().stdout
     return cluster.parse_node_json(out)
 
@@ -458,6 +478,8 @@ def cordon(
     accept_new_host_keys: bool = False,
 ) -> None:
     """Mark a node unschedulable, then read `.spec.unschedulable` back (exit 1 if not set)."""
+    from nodeops import kube
+
     _, status = _change_node(
         c, "cordon", node, kube.cordon(node),
         inventory=inventory, via=via, accept_new_host_keys=accept_new_host_keys,
@@ -477,6 +499,8 @@ def uncordon(
     accept_new_host_keys: bool = False,
 ) -> None:
     """Mark a node schedulable again, then read it back (exit 1 if still cordoned)."""
+    from nodeops import kube
+
     _, status = _change_node(
         c, "uncordon", node, kube.uncordon(node),
         inventory=inventory, via=via, accept_new_host_keys=accept_new_host_keys,
@@ -513,6 +537,8 @@ def drain(
     `.spec.unschedulable` is read back afterwards (kubectl can exit 0 without cordoning).
     Exits 1 when the drain fails or the node is schedulable.
     """
+    from nodeops import kube
+
     seconds = int(timeout) or int(setting(c.config, "drain_timeout"))
     command = kube.drain(node, _drain_options(delete_emptydir_data, force), timeout_seconds=seconds)
     result, status = _change_node(

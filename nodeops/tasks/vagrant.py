@@ -11,7 +11,6 @@ from typing import Any
 
 from invoke.tasks import task
 
-from nodeops import vagrant
 from nodeops.errors import InventoryError
 from nodeops.tasks.common import reported
 
@@ -49,6 +48,8 @@ def inventory(
     (trust on first use, recorded 0600), e.g.
     `nodeops facts --all --inventory inventories/vagrant.yaml --accept-new-host-keys`.
     """
+    from nodeops import vagrant  # imported here: YAML costs start-up time
+
     text = _read_ssh_config(ssh_config)
     hosts = vagrant.parse_ssh_config(text)
     prefix = os.environ.get("NODEOPS_NET_PREFIX") or vagrant.DEFAULT_NET_PREFIX
@@ -123,6 +124,8 @@ def _read_ssh_config(given: str | None) -> str:
 
 def _write(target: Path, text: str) -> None:
     """Write the inventory atomically, never over a file this task did not write."""
+    from nodeops import vagrant
+
     if target.exists():
         try:
             with target.open(encoding="utf-8") as handle:
