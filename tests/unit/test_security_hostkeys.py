@@ -220,43 +220,42 @@ def test_case_01_a_failed_record_leaves_known_hosts_untouched(
     assert [p.name for p in tmp_path.iterdir()] == ["known_hosts"]  # no temp file left
 
 
+@pytest.fixture()
+def impostor(keys: dict[str, Any], tmp_path: Path) -> Iterator[tuple[RecordingServer, Path]]:
+    """A server with another host key, and a known_hosts naming the real node's key there."""
+    running = RecordingServer(keys["impostor"], keys["client"])
+    known = tmp_path / "known_hosts"
+    known.write_text(_known_line(running.port, keys["host"]))
+    yield running, known
+    running.close()
+
+
 def test_case_02_changed_key_is_refused_before_any_credential_even_with_accept_new(
-    keys: dict[str, Any], tmp_path: Path
+    keys: dict[str, Any], impostor: tuple[RecordingServer, Path]
 ) -> None:
-    # known_hosts has the real node's key; an impostor answers at its address.
-    impostor = RecordingServer(keys["impostor"], keys["client"])
-    try:
-        known = tmp_path / "known_hosts"
-        known.write_text(_known_line(impostor.port, keys["host"]))
-        transport = _transport(impostor, keys, known, accept_new_host_keys=True)
-        with pytest.raises(HostKeyError) as refused:
-            transport.run(cmd("touch", "/tmp/canary"))
-        message = str(refused.value)
-        assert "the host key has CHANGED" in message
-        assert f"known_hosts has ssh-ed25519 {fingerprint(keys['host'])}" in message
-        assert f"the host offered ssh-ed25519 {fingerprint(keys['impostor'])}" in message
-        assert impostor.connections == 1
-        assert impostor.auth == []
-        assert impostor.execs == []
-        assert known.read_text() == _known_line(impostor.port, keys["host"])
-    finally:
-        impostor.close()
+    server, known = impostor
+    transport = _transport(server, keys, known, accept_new_host_keys=True)
+    with pytest.raises(HostKeyError) as refused:
+        transport.run(cmd("touch", "/tmp/canary"))
+    message = str(refused.value)
+    assert "the host key has CHANGED" in message
+    assert f"known_hosts has ssh-ed25519 {fingerprint(keys['host'])}" in message
+    assert f"the host offered ssh-ed25519 {fingerprint(keys['impostor'])}" in message
+    assert server.connections == 1
+    assert server.auth == []
+    assert server.execs == []
+    assert known.read_text() == _known_line(server.port, keys["host"])
 
 
 def test_case_02_paramiko_raises_bad_host_key_underneath(
-    keys: dict[str, Any], tmp_path: Path
+    keys: dict[str, Any], impostor: tuple[RecordingServer, Path]
 ) -> None:
-    impostor = RecordingServer(keys["impostor"], keys["client"])
-    try:
-        known = tmp_path / "known_hosts"
-        known.write_text(_known_line(impostor.port, keys["host"]))
-        connection = _transport(impostor, keys, known)._make_connection()
-        with pytest.raises(paramiko.BadHostKeyException):
-            connection.open()
-        connection.close()
-        assert impostor.auth == []
-    finally:
-        impostor.close()
+    server, known = impostor
+    connection = _transport(server, keys, known)._make_connection()
+    with pytest.raises(paramiko.BadHostKeyException):
+        connection.open()
+    connection.close()
+    assert server.auth == []
 
 
 def _guarded(client: paramiko.SSHClient) -> bool:
