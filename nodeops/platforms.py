@@ -325,3 +325,25 @@ def detect_platform(os_release: Mapping[str, str], *, has_dnf: bool | None = Non
         family=rule.family,
         package_manager=package_manager,
     )
+
+
+_FOREIGN_TOOLS = {DEBIAN: ("dnf", "yum"), RHEL: ("apt-get",)}
+
+
+def check_package_managers(platform: Platform, tools: Mapping[str, str]) -> None:
+    """Refuse a node that has the other family's package manager beside its own.
+
+    With apt-get and yum (or dnf) both installed, the Kubernetes packages may belong to
+    either database, so nodeops would not know which one to pin, hold or upgrade.
+    `tools` maps a tool name to its path, as the facts' tools probe reports it.
+    """
+    foreign = [
+        f"{name} ({tools[name]})" for name in _FOREIGN_TOOLS[platform.family] if name in tools
+    ]
+    if foreign:
+        own = "apt-get" if platform.family == DEBIAN else platform.package_manager
+        raise UnsupportedOS(
+            f"unsupported OS: {platform.pretty_name} (ID={platform.id}) has {own} and also"
+            f" {' and '.join(foreign)}; nodeops cannot tell which package manager owns the"
+            " Kubernetes packages, so it leaves the node alone"
+        )

@@ -12,7 +12,12 @@ from nodeops.cmd import Cmd
 from nodeops.errors import UnsupportedOS
 from nodeops.facts import binaries, packages, runtime, system
 from nodeops.facts.script import Probe, ProbeOutput, repeated_probes, script_for, split_probes
-from nodeops.platforms import Platform, detect_platform, parse_os_release
+from nodeops.platforms import (
+    Platform,
+    check_package_managers,
+    detect_platform,
+    parse_os_release,
+)
 from nodeops.transport import Transport
 
 PROBES: tuple[Probe, ...] = (
@@ -177,7 +182,9 @@ def _platform(reader: _Reader) -> tuple[Platform | None, str | None]:
     if out.ok:
         fields = reader.parse("os_release", parse_os_release, out.text, {})
     try:
-        return detect_platform(fields, has_dnf=system.has_dnf(tools)), None
+        platform = detect_platform(fields, has_dnf=system.has_dnf(tools))
+        check_package_managers(platform, tools)
+        return platform, None
     except UnsupportedOS as exc:
         return None, str(exc)
 

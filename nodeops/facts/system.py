@@ -17,7 +17,8 @@ KERNEL = Probe("kernel", cmd("uname", "-r"))
 OS_RELEASE = Probe(
     "os_release", cmd("cat", "/etc/os-release", Raw("2>/dev/null ||"), "cat", "/usr/lib/os-release")
 )
-PACKAGE_TOOLS = ("dnf", "yum")
+# apt-get too: a node with both families' package managers is refused (which one owns kubelet?).
+PACKAGE_TOOLS = ("dnf", "yum", "apt-get")
 TOOLS = Probe(
     "tools",
     Cmd(

@@ -931,3 +931,74 @@ def test_tools_and_has_dnf() -> None:
     assert system.has_dnf(system.parse_tools("dnf\t/usr/bin/dnf\nyum\t/usr/bin/yum\n")) is True
     assert system.has_dnf(system.parse_tools("yum\t/usr/bin/yum\n")) is False
     assert system.has_dnf(system.parse_tools("")) is None
+
+
+# --- reliability case 34: unsupported OS ----------------------------------------------------
+
+ALPINE = 'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME="Alpine Linux v3.19"\n'
+UBUNTU_14 = (
+    'NAME="Ubuntu"\nVERSION="14.04.6 LTS, Trusty Tahr"\nID=ubuntu\nID_LIKE=debian\n'
+    'PRETTY_NAME="Ubuntu 14.04.6 LTS"\nVERSION_ID="14.04"\n'
+)
+NO_OS_RELEASE = "cat: /usr/lib/os-release: No such file or directory\n"
+
+
+def _case_34_nodes() -> dict[str, dict[str, tuple[str, int]]]:
+    both = "dnf\t/usr/bin/dnf\nyum\t/usr/bin/yum\napt-get\t/usr/bin/apt-get\n"
+    return {
+        "alpine": dict(DEBIAN_NODE, os_release=(ALPINE, 0)),
+        "no-os-release": dict(DEBIAN_NODE, os_release=(NO_OS_RELEASE, 1)),
+        "old-ubuntu": dict(DEBIAN_NODE, os_release=(UBUNTU_14, 0)),
+        "old-ubuntu-fixture": dict(
+            DEBIAN_NODE,
+            os_release=(
+                fixture("os-release/ubuntu-22.04.os-release").replace(
+                    'VERSION_ID="22.04"', 'VERSION_ID="14.04"'
+                ),
+                0,
+            ),
+        ),
+        "debian-with-yum": dict(
+            DEBIAN_NODE,
+            os_release=(fixture("os-release/debian-12.os-release"), 0),
+            tools=("yum\t/usr/bin/yum\napt-get\t/usr/bin/apt-get\n", 0),
+        ),
+        "rocky-with-apt": dict(
+            ROCKY_NODE, os_release=(fixture("os-release/rocky-9.3.os-release"), 0), tools=(both, 0)
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("alpine", ["Alpine Linux v3.19", "apk"]),
+        ("no-os-release", ["no /etc/os-release"]),
+        ("old-ubuntu", ["Ubuntu 14.04", "16.04 or newer"]),
+        ("old-ubuntu-fixture", ["Ubuntu 14.04", "16.04 or newer"]),
+        ("debian-with-yum", ["Debian GNU/Linux 12", "apt-get", "/usr/bin/yum"]),
+        ("rocky-with-apt", ["Rocky Linux 9.3", "/usr/bin/apt-get", "dnf"]),
+    ],
+)
+def test_case_34_unsupported_os_is_refused_and_the_node_untouched(
+    case: str, words: list[str]
+) -> None:
+    """Case 34: Alpine, no os-release, an old Ubuntu, apt and yum both present: "unsupported
+    OS" naming why; the only command sent is the read-only facts script."""
+    transport = _transport("n1", _case_34_nodes()[case])
+    facts = gather_facts(transport)
+    assert transport.sent == [facts_command()]  # nothing but the read-only probe script
+    assert facts.platform is None
+    assert facts.os_error is not None and facts.os_error.startswith("unsupported OS: ")
+    for word in words:
+        assert word in facts.os_error, (case, facts.os_error)
+    assert not facts.ok
+
+
+def test_case_34_one_package_manager_beside_its_family_is_fine() -> None:
+    """Case 34's counterpart: a Debian node with apt-get only, a Rocky node with dnf and yum."""
+    debian = dict(DEBIAN_NODE, tools=("apt-get\t/usr/bin/apt-get\n", 0))
+    rocky = dict(ROCKY_NODE, tools=("dnf\t/usr/bin/dnf\nyum\t/usr/bin/yum\n", 0))
+    for node, manager in ((debian, "apt"), (rocky, "dnf")):
+        facts = gather_facts(_transport("n1", node))
+        assert facts.platform is not None and facts.platform.package_manager == manager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import subprocess
@@ -369,6 +370,56 @@ def test_second_scheduler_values_cannot_inject() -> None:
     values["command"] = [*values["command"], INJECTION]
     pod = validate_pod(render("second-scheduler", values))
     assert container(pod)["command"][-1] == INJECTION
+
+
+CASE_27_VALUES = ("img\n    hostNetwork: true", "{{7*7}}", "{% raw %}x", "a: b\n- c")
+
+
+@pytest.mark.parametrize("value", CASE_27_VALUES)
+def test_case_27_values_are_emitted_as_json_and_add_no_keys(value: str) -> None:
+    """Case 27: a hostile value lands as one JSON scalar (tojson) wherever it goes: the
+    pod has exactly the keys of a harmless render, and template syntax stays text."""
+    plain = validate_pod(
+        render("generic", generic_values("one", "busybox", env={"X": "x"}, args=["a"]))
+    )
+    values = generic_values("one", "busybox", env={"X": value}, args=[value], command=[value])
+    text = render("generic", values)
+    pod = validate_pod(text)
+    assert text.count(json.dumps(value, ensure_ascii=False)) == 3  # env, args, command
+    assert container(pod)["env"] == [{"name": "X", "value": value}]
+    assert container(pod)["args"] == [value] and container(pod)["command"] == [value]
+    assert set(pod) == set(plain) and set(pod["spec"]) == set(plain["spec"])
+    assert set(container(pod)) == set(container(plain)) | {"command"}
+    assert pod["spec"]["hostNetwork"] is False and "49" not in text
+    # The second scheduler built from the real kubeadm v1.29.0 manifest: same story.
+    values = second_scheduler_values(manifest("v1.29.0-kube-scheduler.yaml"), "second")
+    values["command"] = [*values["command"], value]
+    scheduler = validate_pod(render("second-scheduler", values))
+    assert container(scheduler)["command"][-1] == value
+
+
+def test_case_27_an_image_that_would_inject_is_refused() -> None:
+    """Case 27: the image value with a newline is refused before anything is rendered."""
+    with pytest.raises(InvalidPod, match="image"):
+        render("web", web_values("web", CASE_27_VALUES[0]))
+
+
+def test_case_27_a_missing_variable_raises(tmp_path: Path) -> None:
+    """Case 27: StrictUndefined: a variable the values do not give is an error, never empty;
+    in the built-in templates and in an operator's own template file."""
+    values = generic_values("one", "busybox")
+    del values["image"]
+    with pytest.raises(TemplateError, match="image"):
+        render("generic", values)
+    local = tmp_path / "own.yaml.j2"
+    local.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: {{ name }}}\n"
+        "spec:\n  containers:\n  - {name: c, image: {{ image }}}\n"
+    )
+    with pytest.raises(TemplateError, match="image"):
+        staticpods.render_file(local, {"name": "own"})
+    pod = validate_pod(staticpods.render_file(local, {"name": "own", "image": "{{7*7}}"}))
+    assert container(pod)["image"] == "{{7*7}}"
 
 
 # --- the static pod directory --------------------------------------------------------------

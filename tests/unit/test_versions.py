@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nodeops.errors import NodeopsError
+from nodeops.packages import install, package_spec
 from nodeops.versions import (
     ClusterVersions,
     Component,
@@ -583,3 +584,59 @@ def test_path_from_the_real_madison_listing() -> None:
     assert path("1.28.2", "1.28.9", repos) == ["patch 1.28.9-2.1"]
     with pytest.raises(VersionError, match=r"serves 1\.28\.0 … 1\.28\.11; 1\.28\.12"):
         upgrade_path(V("1.28.2"), V("1.28.12"), repos)
+
+
+# --- reliability case 32: version strings -------------------------------------------------
+
+CASE_32 = [
+    # input, parse_version() result or the reason it is refused (no opt-ins)
+    ("1.30", "bare minor"),
+    ("v1.30.2", "1.30.2"),
+    ("1.30.2-00", "1.30.2"),
+    ("1.30.2-1.1", "1.30.2"),
+    ("1.30.2-150500.1.1", "1.30.2"),
+    ("1.30.2-rc.1", "pre-release"),
+    ("1.030.2", "leading zero"),
+    (" 1.30.2", "whitespace"),
+    ("\u0661.\u0663\u0660.\u0662", "ASCII"),
+    ("1.\uff13\uff10.2", "ASCII"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CASE_32)
+def test_case_32_version_strings_normalise_or_fail_clearly(text: str, expected: str) -> None:
+    """Case 32: each listed string is normalised or refused with a reason that quotes it;
+    a bare minor and an RC only with their opt-ins; a pinned package spec is built for the
+    package manager and repository style, and anything else never becomes one."""
+    if expected[0].isdigit():
+        assert str(parse_version(text)) == expected
+        assert parse_version(text).v == "v" + expected
+        return
+    with pytest.raises(VersionError) as raised:
+        parse_version(text)
+    assert expected in str(raised.value)
+    assert repr(text) in str(raised.value)
+    # No package spec can be built from a string the parser refuses.
+    with pytest.raises(VersionError):
+        package_spec("apt", "kubeadm", text)
+
+
+def test_case_32_opt_ins_and_package_specs_per_repo() -> None:
+    """Case 32: `1.30` and `1.30.2-rc.1` only with opt-in; specs follow the OS and repo."""
+    assert parse_version("1.30", allow_bare_minor=True).is_bare_minor
+    assert parse_version("1.30.2-rc.1", allow_prerelease=True).pre == "rc.1"
+    assert package_spec("apt", "kubeadm", "1.30.2-1.1") == "kubeadm=1.30.2-1.1"
+    assert package_spec("apt", "kubeadm", "1.30.2-00") == "kubeadm=1.30.2-00"
+    assert package_spec("dnf", "kubeadm", "1.30.2-150500.1.1") == "kubeadm-1.30.2-150500.1.1"
+    assert package_spec("yum", "kubelet", "1.30.2-0") == "kubelet-1.30.2-0"
+    for pm, text in (("apt", "1.30.2-150500.1.1"), ("dnf", "1.30.2-1.1")):
+        with pytest.raises(VersionError, match="needs"):
+            package_spec(pm, "kubeadm", text)
+    with pytest.raises(VersionError, match="no package revision"):
+        package_spec("apt", "kubeadm", parse_version("v1.30.2"))  # type: ignore[arg-type]
+    # What reaches the node is one quoted word per package, never shell syntax.
+    command = install("apt", {"kubeadm": "1.30.2-1.1"}).render(as_root=True)
+    assert " kubeadm=1.30.2-1.1" in command
+    for hostile in ("1.30.2-1.1;reboot", "1.30.2-1.1 kubelet=1.0.0-1.1", "$(id)"):
+        with pytest.raises(VersionError):
+            install("apt", {"kubeadm": hostile})
