@@ -81,16 +81,11 @@ class _Handler(paramiko.ServerInterface):
         return True
 
 
-class RecordingServer:
-    """An SSH server on 127.0.0.1 with a given host key (the node, or an impostor)."""
+class LoopbackServer:
+    """A TCP server on 127.0.0.1 that counts connections and hands each to `handle`."""
 
-    def __init__(self, host_key: paramiko.PKey, client_key: paramiko.PKey) -> None:
-        self.host_key = host_key
-        self.client_key = client_key
-        self.auth: list[tuple[str, str]] = []
-        self.execs: list[str] = []
+    def __init__(self) -> None:
         self.connections = 0
-        self._transports: list[paramiko.Transport] = []
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(8)
@@ -107,18 +102,41 @@ class RecordingServer:
             except (TimeoutError, OSError):
                 continue
             self.connections += 1
-            transport = paramiko.Transport(conn)
-            transport.add_server_key(self.host_key)
-            self._transports.append(transport)
-            try:
-                transport.start_server(server=_Handler(self))
-            except (paramiko.SSHException, EOFError, OSError):
-                transport.close()
+            self.handle(conn)
+
+    def handle(self, conn: socket.socket) -> None:
+        """Serve one connection; the plain server just closes it."""
+        conn.close()
 
     def close(self) -> None:
+        """Stop accepting and close what is open."""
         self._stop.set()
         self._thread.join(timeout=5)
         self._sock.close()
+
+
+class RecordingServer(LoopbackServer):
+    """An SSH server on 127.0.0.1 with a given host key (the node, or an impostor)."""
+
+    def __init__(self, host_key: paramiko.PKey, client_key: paramiko.PKey) -> None:
+        self.host_key = host_key
+        self.client_key = client_key
+        self.auth: list[tuple[str, str]] = []
+        self.execs: list[str] = []
+        self._transports: list[paramiko.Transport] = []
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
+        transport = paramiko.Transport(conn)
+        transport.add_server_key(self.host_key)
+        self._transports.append(transport)
+        try:
+            transport.start_server(server=_Handler(self))
+        except (paramiko.SSHException, EOFError, OSError):
+            transport.close()
+
+    def close(self) -> None:
+        super().close()
         for transport in self._transports:
             transport.close()
 
