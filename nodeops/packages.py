@@ -196,6 +196,22 @@ def install(
     )
 
 
+def audit(pm: str) -> Cmd | None:
+    """`dpkg --audit`: packages a killed or failed dpkg left unpacked or half-configured (it
+    prints them and exits 0 either way, so its output is the verdict). None off apt."""
+    if _check_pm(pm) != APT:
+        return None
+    return cmd("dpkg", "--audit", sudo=True)
+
+
+def configure_pending(pm: str) -> Cmd | None:
+    """`dpkg --configure -a`, keeping existing config files: finishes what an interrupted
+    dpkg left. Run only when the operator asks for it. None off apt."""
+    if _check_pm(pm) != APT:
+        return None
+    return cmd("dpkg", "--force-confold", "--configure", "-a", sudo=True, env=_APT_ENV)
+
+
 def hold(pm: str, names: Iterable[str], *, versionlock: bool = False) -> Cmd | None:
     """Keep the packages at their installed version: `apt-mark hold`; on dnf/yum None (the
     repo's exclude= holds them) or `versionlock add` when the node uses versionlock."""

@@ -224,6 +224,14 @@ class FabricTransport:
             raise TransportError(
                 f"{self.node.name}: the SSH connection failed during `{shown}`: {error}"
             ) from None
+        if code == -1 and not transport.is_active():
+            # No exit status and the connection is gone: the session was cut, not the command
+            # killed by a signal. Whether the command finished on the node is unknown.
+            self.close()
+            raise TransportError(
+                f"{self.node.name}: the SSH connection was lost during `{shown}`; the command"
+                " may still be running on the node"
+            )
         secrets = command.secrets
         return Result(
             node=self.node.name,

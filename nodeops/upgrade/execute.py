@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from nodeops import etcdops, kube, packages
+from nodeops.cmd import cmd
 from nodeops.drainplan import DrainOptions, DrainPlan, plan_drain
-from nodeops.errors import NodeopsError
+from nodeops.errors import NodeopsError, TransportError
 from nodeops.facts import NodeFacts, gather_facts
 from nodeops.fanout import Sessions, map_bounded
 from nodeops.journal import Journal, JournaledTransport
 from nodeops.node import Node
 from nodeops.runbook import NodePlan, Runbook
-from nodeops.steps import StepFailed, StepReport, run_step
+from nodeops.steps import Step, StepFailed, StepReport, run_step
 from nodeops.upgrade import cluster, lock
 from nodeops.upgrade.nodesteps import NodeJob, UpgradeSettings, node_steps
 from nodeops.versions import PackageVersion, Version
@@ -92,13 +93,65 @@ class NodeOutcome:
     cordoned_seconds: float | None = None
 
 
+# A step whose SSH connection dropped is run again (from its read of the real state) at most
+# this many times, once the node answers again.
+RETRIES_AFTER_CONNECTION_LOSS = 2
+
+
+def _connection_lost(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, TransportError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def wait_for_node(job: NodeJob) -> str | None:
+    """Reconnect to the node (and the kubectl node) within `reconnect_seconds`; None when both
+    answer again, else why not."""
+    deadline = job.clock() + job.settings.reconnect_seconds
+    while True:
+        try:
+            job.transport.run(cmd("true"), timeout=job.settings.poll_seconds + 10)
+            job.kubectl.run(cmd("true"), timeout=job.settings.poll_seconds + 10)
+            return None
+        except TransportError as error:
+            if job.clock() > deadline:
+                return str(error)
+        job.sleep(job.settings.poll_seconds)
+
+
+def run_step_reconnecting(step: Step[NodeJob], job: NodeJob) -> StepReport:
+    """Run a step; when its SSH connection drops, reconnect and run it again from its read of
+    the node's real state (every step checks before it acts), a bounded number of times."""
+    for attempt in range(RETRIES_AFTER_CONNECTION_LOSS + 1):
+        try:
+            return run_step(step, job)
+        except StepFailed as error:
+            if not _connection_lost(error) or attempt == RETRIES_AFTER_CONNECTION_LOSS:
+                raise
+            job.journal.record(
+                "connection-lost", node=job.node.name, step=step.name, error=str(error)
+            )
+            why = wait_for_node(job)
+            if why is not None:
+                raise StepFailed(
+                    f"{job.node.name}: the SSH connection was lost during step"
+                    f" \"{step.title}\" and the node did not answer again within"
+                    f" {job.settings.reconnect_seconds:g} s: {why}"
+                ) from error
+            job.journal.record("reconnected", node=job.node.name, step=step.name)
+    raise AssertionError("unreachable")
+
+
 def run_node(job: NodeJob) -> NodeOutcome:
     """Every step of one node, stopping at the first failure; the node's state after."""
     outcome = NodeOutcome(job.node.name, ok=True)
     cordoned_at: float | None = None
     for step in node_steps():
         try:
-            report = run_step(step, job)
+            report = run_step_reconnecting(step, job)
         except StepFailed as error:
             outcome.ok = False
             outcome.failed_step = step.title

@@ -57,6 +57,10 @@ class UpgradeSettings:
     command_timeout: float = 600.0
     poll_seconds: float = 2.0
     api_retry_seconds: float = 90.0
+    # How long a node whose SSH connection dropped may take to answer again.
+    reconnect_seconds: float = 120.0
+    # `dpkg --configure -a` on a node whose dpkg was interrupted: only when asked.
+    repair_dpkg: bool = False
     drain_options: DrainOptions = field(
         default_factory=lambda: DrainOptions(ignore_daemonsets=True)
     )
@@ -191,6 +195,26 @@ def describe_served(minor: tuple[int, int], served: Sequence[PackageVersion]) ->
     )
 
 
+def read_dpkg_audit(job: NodeJob) -> str:
+    """What `dpkg --audit` reports on the node ("" when clean, or off apt)."""
+    command = packages.audit(job.pm)
+    if command is None:
+        return ""
+    return run_checked(job, command).strip()
+
+
+def dpkg_interrupted_message(audit: str) -> str:
+    """The refusal, with the operator's two ways out."""
+    first = audit.splitlines()[0] if audit else ""
+    listed = [line.split()[0] for line in audit.splitlines() if line.startswith(" ")]
+    which = f" ({', '.join(dict.fromkeys(listed))})" if listed else ""
+    return (
+        f"dpkg was interrupted and left packages unfinished{which}: `dpkg --audit` says"
+        f" \"{first}\"; finish it on the node with `sudo dpkg --configure -a`, or let"
+        " nodeops do it by running again with --repair-dpkg"
+    )
+
+
 # --- the steps ------------------------------------------------------------------------------
 
 
@@ -211,12 +235,14 @@ class CheckNode(Step[NodeJob]):
 
     def __init__(self) -> None:
         self.free_kib: int | None = None
+        self.dpkg_audit = ""
 
     def prepare(self, ctx: NodeJob) -> None:
         ctx.facts = gather_facts(ctx.transport)
         ctx.read_node()
         if ctx.facts.platform is not None:
             read_installed(ctx)
+            self.dpkg_audit = read_dpkg_audit(ctx)
         code, out = ctx.run_on_node(cmd("df", "-Pk", "/var"))
         lines = out.strip().splitlines()
         try:
@@ -252,8 +278,17 @@ class CheckNode(Step[NodeJob]):
                 f"only {self.free_kib // 1024} MiB free on /var; the packages need"
                 f" {MIN_FREE_KIB // 1024} MiB"
             )
+        repair: list[Change] = []
+        if self.dpkg_audit:
+            fix = packages.configure_pending(ctx.pm)
+            if ctx.settings.repair_dpkg and fix is not None:
+                repair.append(Change("finish the interrupted dpkg run", (fix,)))
+            else:
+                problems.append(dpkg_interrupted_message(self.dpkg_audit))
         if problems:
             raise StepFailed(f"{ctx.node.name}: " + "; ".join(problems))
+        if repair:
+            return repair
         if ctx.target is not None:
             packages_at = all(
                 (v := ctx.installed.get(n)) is not None and v.version == ctx.target
@@ -261,6 +296,13 @@ class CheckNode(Step[NodeJob]):
             )
             ctx.at_target = packages_at and status.kubelet_version == ctx.target
         return []
+
+    def verify(self, ctx: NodeJob) -> None:
+        if self.dpkg_audit and read_dpkg_audit(ctx):
+            raise StepFailed(
+                f"{ctx.node.name}: `dpkg --configure -a` ran, but dpkg still reports: "
+                + read_dpkg_audit(ctx).splitlines()[0]
+            )
 
 
 class SwitchRepo(_Chain):
@@ -494,7 +536,17 @@ class _Install(_Chain):
 
     def apply(self, ctx: NodeJob, changes: Sequence[Change]) -> None:
         for command in changes[0].commands:
-            run_checked(ctx, command, timeout=ctx.settings.command_timeout)
+            try:
+                run_checked(ctx, command, timeout=ctx.settings.command_timeout)
+            except StepFailed as failed:
+                audit = read_dpkg_audit(ctx)
+                if not audit:
+                    raise
+                raise StepFailed(
+                    f"{ctx.node.name}: {failed}; {dpkg_interrupted_message(audit)}; the node"
+                    " stays cordoned",
+                    output=failed.output,
+                ) from None
 
     def verify(self, ctx: NodeJob) -> None:
         assert ctx.package is not None
@@ -534,6 +586,7 @@ class KubeadmUpgrade(_Chain):
 
     def prepare(self, ctx: NodeJob) -> None:
         assert ctx.target is not None
+        wait_for_running_kubeadm(ctx)
         if ctx.action == "apply":
             pods = cluster.parse_static_pods(ctx.kubectl_out(cluster.get_system_pods()))
             self.done = cluster.ClusterState({}, pods).control_plane_at(ctx.node.name, ctx.target)
@@ -574,6 +627,28 @@ class KubeadmUpgrade(_Chain):
             " the node stays cordoned",
             output="\n".join(ctx.attempts),
         )
+
+
+def running_kubeadm_upgrade() -> Cmd:
+    """PIDs of `kubeadm upgrade` processes on the node (the bracket keeps pgrep from matching
+    the shell that runs it)."""
+    return cmd("pgrep", "-f", "[k]ubeadm upgrade")
+
+
+def wait_for_running_kubeadm(ctx: NodeJob) -> None:
+    """Wait (bounded) while a `kubeadm upgrade` is still running on the node: after a lost SSH
+    session the old one carries on, and a second one beside it would race it."""
+    deadline = ctx.clock() + ctx.settings.command_timeout
+    while True:
+        code, out = ctx.run_on_node(running_kubeadm_upgrade())
+        if code != 0 or not out.strip():
+            return
+        if ctx.clock() > deadline:
+            raise StepFailed(
+                f"{ctx.node.name}: a `kubeadm upgrade` (PID {' '.join(out.split())}) is still"
+                f" running after {ctx.settings.command_timeout:g} s; the node stays cordoned"
+            )
+        ctx.sleep(ctx.settings.poll_seconds)
 
 
 def kubeadm_upgrade_node() -> Cmd:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nodeops.cmd import Cmd
+from nodeops.errors import TransportError
 from nodeops.journal import Journal, JournaledTransport
 from nodeops.node import Node
 from nodeops.result import Result
@@ -36,6 +37,14 @@ gpgkey=https://pkgs.k8s.io/core:/stable:/v1.29/rpm/repodata/repomd.xml.key
 exclude=kubelet kubeadm kubectl cri-tools kubernetes-cni
 """
 CORE = ("kubeadm", "kubelet", "kubectl")
+
+
+UNPACKED_AUDIT = (
+    "The following packages have been unpacked but not yet configured.\n"
+    "They must be configured using dpkg --configure or the configure\n"
+    "menu option in dselect for them to work:\n"
+    " kubeadm              Command-line utility for administering a Kubernetes cluster\n"
+)
 
 
 class RecordingTransport(FakeTransport):
@@ -77,6 +86,10 @@ class FakeWorld:
     upgrade_node_failures: int = 0
     apiserver: str = "1.30.2"
     api_down_after_restart: int = 0  # kubectl reads that fail after the kubelet restart
+    dpkg_audit: str = ""  # what `dpkg --audit` prints
+    install_interrupted: bool = False  # the next install dies with dpkg half-way
+    drop_connection_at: str = ""  # the first command starting so loses its SSH connection
+    gone_after_drop: bool = False  # and the node does not answer again
     log: list[str] = field(default_factory=list)
     stdin: str | None = None
 
@@ -150,6 +163,22 @@ class FakeWorld:
     # --- the responder -----------------------------------------------------------------------
     def respond(self, command: Cmd) -> tuple[int, str, str]:
         text = command.render(as_root=True)
+        if self.drop_connection_at and text.startswith(self.drop_connection_at):
+            self.drop_connection_at = ""
+            raise TransportError(f"{self.name}: the SSH connection was lost during `{text}`")
+        if text.startswith("dpkg --audit"):
+            return 0, self.dpkg_audit, ""
+        if text.startswith(
+            "env DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a"
+        ):
+            self.dpkg_audit = ""
+            return 0, "Setting up kubeadm (1.30.2-1.1) ...\n", ""
+        if text.startswith("pgrep -f "):
+            return 1, "", ""
+        if text == "true":
+            if self.gone_after_drop:
+                raise TransportError(f"{self.name} (192.0.2.11:22): cannot connect: timed out")
+            return 0, "", ""
         if "@@nodeops-probe" in text:
             return 0, self.facts_out(), ""
         if text.startswith(("dpkg-query -W", "rpm -q --qf")):
@@ -187,6 +216,10 @@ class FakeWorld:
         if "--download-only" in text or "--downloadonly" in text:
             return 0, "", ""
         if " install -y " in text:
+            if self.install_interrupted:
+                self.install_interrupted = False
+                self.dpkg_audit = UNPACKED_AUDIT
+                return 100, "", "E: Sub-process /usr/bin/dpkg received signal 9.\n"
             if self.install_fails:
                 return 100, "", "E: Sub-process /usr/bin/dpkg returned an error code (1)\n"
             for match in re.finditer(r"(kube[a-z]+)[=-]([0-9][0-9.]*-[0-9.]+)", text):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ APT_WORKER = [
     "worker1: <facts script>",
     GET,
     DPKG,
+    "worker1: dpkg --audit",
     "worker1: df -Pk /var",
     "worker1: cat -- /etc/apt/sources.list.d/kubernetes.list",
     f"worker1: mkdir -p -m 0700 -- {RUN}",
@@ -42,6 +44,7 @@ APT_WORKER = [
     " -o DPkg::Lock::Timeout=120 kubeadm=1.30.2-1.1",
     "worker1: apt-mark hold kubeadm",
     DPKG,
+    "worker1: pgrep -f '[k]ubeadm upgrade'",
     DPKG,
     "worker1: kubeadm upgrade node",
     DPKG,
@@ -168,7 +171,8 @@ def test_cleanup_re_holds_after_a_failing_install(tmp_path: Path) -> None:
     outcome = run_node(world.job(tmp_path))
     assert not outcome.ok and outcome.failed_step == "Install kubeadm"
     failed_at = max(i for i, c in enumerate(world.log) if "--force-confold" in c)
-    assert world.log[failed_at + 1] == "worker1: apt-mark hold kubeadm kubectl kubelet"
+    assert world.log[failed_at + 1] == "worker1: dpkg --audit"  # clean: a plain failure
+    assert world.log[failed_at + 2] == "worker1: apt-mark hold kubeadm kubectl kubelet"
     assert world.held == {"kubeadm", "kubelet", "kubectl"}
     assert world.unschedulable  # stays cordoned: the node is half-way
     assert "cordoned" in outcome.state
@@ -315,3 +319,60 @@ def test_not_ready_node_is_refused_in_preflight(tmp_path: Path) -> None:
     outcome = run_node(world.job(tmp_path))
     assert not outcome.ok and "the node is not Ready" in (outcome.error or "")
     assert not any(" cordon " in c or "apt-get" in c for c in world.log)
+
+
+def test_case_14_interrupted_dpkg_stops_cordoned_with_the_remediation(tmp_path: Path) -> None:
+    world = FakeWorld(install_interrupted=True)
+    outcome = run_node(world.job(tmp_path))
+    assert not outcome.ok and outcome.failed_step == "Install kubeadm"
+    assert "dpkg was interrupted" in (outcome.error or "")
+    assert "sudo dpkg --configure -a" in (outcome.error or "")
+    assert "--repair-dpkg" in (outcome.error or "")
+    assert "stays cordoned" in (outcome.error or "") and world.unschedulable
+    assert not any("--configure -a" in c for c in world.log)  # only when asked
+    assert world.held == {"kubeadm", "kubelet", "kubectl"}
+
+
+def test_interrupted_dpkg_is_refused_in_preflight_unless_repair_is_asked(tmp_path: Path) -> None:
+    from tests.unit.test_upgrade_fakes import UNPACKED_AUDIT
+
+    world = FakeWorld(dpkg_audit=UNPACKED_AUDIT)
+    outcome = run_node(world.job(tmp_path))
+    assert not outcome.ok and outcome.failed_step == "Check node"
+    assert "dpkg was interrupted and left packages unfinished (kubeadm)" in (outcome.error or "")
+    assert not world.unschedulable and not any(" cordon " in c for c in world.log)
+
+    world = FakeWorld(dpkg_audit=UNPACKED_AUDIT)
+    job = world.job(tmp_path)
+    job.settings = dataclasses.replace(job.settings, repair_dpkg=True)
+    outcome = run_node(job)
+    assert outcome.ok, outcome.error
+    repair = world.log.index(
+        "worker1: env DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a"
+    )
+    assert world.log.index("worker1: df -Pk /var") < repair
+    assert repair < world.log.index(f"{KUBECTL} cordon -- worker1")
+
+
+def test_a_lost_connection_is_reconnected_and_the_step_runs_again(tmp_path: Path) -> None:
+    world = FakeWorld(drop_connection_at="kubeadm upgrade node")
+    outcome = run_node(world.job(tmp_path))
+    assert outcome.ok, outcome.error
+    events = [json.loads(line) for line in (tmp_path).glob("*.jsonl").__next__().open()]
+    kinds = [e["event"] for e in events if e["event"] in ("connection-lost", "reconnected")]
+    assert kinds == ["connection-lost", "reconnected"]
+    # The step started over from its checks: a still-running kubeadm is waited for first.
+    last_pgrep = max(i for i, c in enumerate(world.log) if c.startswith("worker1: pgrep"))
+    assert world.log[last_pgrep + 2] == "worker1: kubeadm upgrade node"
+    assert world.log.count("worker1: kubeadm upgrade node") == 2
+    assert not world.unschedulable
+
+
+def test_a_node_that_does_not_come_back_fails_the_step_and_stays_cordoned(tmp_path: Path) -> None:
+    world = FakeWorld(drop_connection_at="systemctl daemon-reload", gone_after_drop=True)
+    job = world.job(tmp_path)
+    job.settings = dataclasses.replace(job.settings, reconnect_seconds=3)
+    outcome = run_node(job)
+    assert not outcome.ok and outcome.failed_step == "Restart kubelet"
+    assert "did not answer again within 3 s" in (outcome.error or "")
+    assert world.unschedulable and not any(" uncordon " in c for c in world.log)
