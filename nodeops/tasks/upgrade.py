@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from nodeops.upgrade.nodesteps import UpgradeSettings
 
 FORMATS = ("text", "markdown", "json")
+REPAIR_DPKG_HELP = (
+    "On a node whose dpkg was interrupted, run `dpkg --configure -a` first (otherwise such a"
+    " node is refused)."
+)
 # How each node is reached (None: FabricTransport); unit tests put a FakeTransport factory here.
 TRANSPORT_FACTORY: Callable[[Node, SSHOptions], Transport] | None = None
 DRAIN_HELP = {
@@ -64,7 +68,7 @@ def _path_setting(config: Any, key: str) -> Path | None:
     return Path(str(setting(config, key))).expanduser()
 
 
-def _settings(config: Any, options: DrainOptions) -> UpgradeSettings:
+def _settings(config: Any, options: DrainOptions, repair_dpkg: bool = False) -> UpgradeSettings:
     from nodeops.upgrade.nodesteps import UpgradeSettings
 
     return UpgradeSettings(
@@ -73,6 +77,7 @@ def _settings(config: Any, options: DrainOptions) -> UpgradeSettings:
         ready_timeout=float(setting(config, "ready_timeout")),
         command_timeout=float(setting(config, "command_timeout")),
         drain_options=options,
+        repair_dpkg=repair_dpkg,
     )
 
 
@@ -151,6 +156,33 @@ def _report_failure(outcome: NodeOutcome, resume: str) -> None:
     report.print_error("\n".join(lines))
 
 
+def summary_rows(outcomes: list[NodeOutcome], not_started: list[str]) -> list[list[str]]:
+    """One row per node and hop: where it ended, its cordoned window, what failed."""
+    rows = []
+    for o in outcomes:
+        window = "-" if o.cordoned_seconds is None else f"{o.cordoned_seconds:.1f} s"
+        if o.ok:
+            changed = sum(1 for r in o.reports if r.status.value == "changed")
+            result = f"at {o.target}" if changed else f"at {o.target} (unchanged)"
+            rows.append([o.node, "ok", result, window, ""])
+        else:
+            rows.append([o.node, "FAILED", o.state or "unknown", window, o.failed_step or ""])
+    rows.extend([name, "not started", "", "-", "the line was stopped"] for name in not_started)
+    return rows
+
+
+def _print_summary(outcomes: list[NodeOutcome], not_started: list[str]) -> None:
+    if not outcomes and not not_started:
+        return
+    print()
+    report.print_table(
+        "Summary",
+        ["NODE", "RESULT", "STATE", "CORDONED", "FAILED STEP"],
+        summary_rows(outcomes, not_started),
+    )
+    sys.stdout.flush()
+
+
 def _upgrade(
     c: Any,
     task_name: str,
@@ -166,8 +198,10 @@ def _upgrade(
     delete_emptydir_data: bool,
     force: bool,
     accept_new_host_keys: bool,
+    repair_dpkg: bool = False,
 ) -> None:
     from nodeops import journal as journals
+    from nodeops.progress import Progress
     from nodeops.upgrade.execute import execute
 
     if not to:
@@ -219,12 +253,18 @@ def _upgrade(
             extra.append(f"--max-unavailable={max_unavailable}")
         extra += [
             f
-            for f, on in (("--delete-emptydir-data", delete_emptydir_data), ("--force", force))
+            for f, on in (
+                ("--delete-emptydir-data", delete_emptydir_data),
+                ("--force", force),
+                ("--repair-dpkg", repair_dpkg),
+            )
             if on
         ]
         if inventory:
             extra += ["-i", inventory]
         resume_cmd = _resume_command(task_name, to, journal.run_id, extra)
+
+        shown = Progress()
 
         def progress(outcome: NodeOutcome) -> None:
             if outcome.ok:
@@ -234,47 +274,56 @@ def _upgrade(
                     else ""
                 )
                 changed = sum(1 for r in outcome.reports if r.status.value == "changed")
-                print(f"{outcome.node}: at {outcome.target} ({changed} step(s) changed{window})")
-            sys.stdout.flush()
+                shown.say(
+                    f"{outcome.node}: at {outcome.target} ({changed} step(s) changed{window})"
+                )
 
         outcomes: list[NodeOutcome] = []
-        while True:
-            try:
-                last = execute(
-                    runbook,
-                    sessions=s,
-                    inventory_nodes={n.name: n for n in inv.nodes},
-                    kubectl_node=cp,
-                    journal=journal,
-                    settings=_settings(c.config, options),
-                    cordoned_earlier=cordoned_earlier,
-                    on_node=progress,
-                    etcd_backup_dir=_path_setting(c.config, "etcd_backup_dir"),
-                    etcd_backup_keep=int(
-                        setting(c.config, "etcd_backup_keep")
-                        if "etcd_backup_keep" in DEFAULTS
-                        else 7
-                    ),
-                    say=print,
-                )
-                outcomes.extend(last)
-                if not all(o.ok for o in last) or len(last) < len(runbook.nodes):
+        run_error: NodeopsError | None = None
+        with shown:
+            while True:
+                try:
+                    last = execute(
+                        runbook,
+                        sessions=s,
+                        inventory_nodes={n.name: n for n in inv.nodes},
+                        kubectl_node=cp,
+                        journal=journal,
+                        settings=_settings(c.config, options, repair_dpkg),
+                        cordoned_earlier=cordoned_earlier,
+                        on_node=progress,
+                        on_step=shown.step,
+                        etcd_backup_dir=_path_setting(c.config, "etcd_backup_dir"),
+                        etcd_backup_keep=int(
+                            setting(c.config, "etcd_backup_keep")
+                            if "etcd_backup_keep" in DEFAULTS
+                            else 7
+                        ),
+                        say=shown.say,
+                    )
+                    outcomes.extend(last)
+                    if not all(o.ok for o in last) or len(last) < len(runbook.nodes):
+                        break
+                    if not runbook.later:
+                        break
+                    # The next minor: planned again from what the cluster says now.
+                    cordoned_earlier = journals.cordoned_by_run(journals.read(journal.path))
+                    runbook = _plan(
+                        c, inv, s, cp, nodes, to, options, unavailable, journal.run_id, hops
+                    )
+                    shown.say("\n" + runbook.render(form).rstrip("\n"))
+                except NodeopsError as error:
+                    run_error = error
                     break
-                if not runbook.later:
-                    break
-                # The next minor: planned again from what the cluster says now.
-                cordoned_earlier = journals.cordoned_by_run(journals.read(journal.path))
-                runbook = _plan(
-                    c, inv, s, cp, nodes, to, options, unavailable, journal.run_id, hops
-                )
-                sys.stdout.write("\n" + runbook.render(form))
-                sys.stdout.flush()
-            except NodeopsError as error:
-                journal.record("run-finished", status="failed", error=str(error))
-                report.print_error(f"{error}\n  resume with: {resume_cmd}")
-                raise Exit(code=EXIT_NODE_FAILED) from None
+    if run_error is not None:
+        journal.record("run-finished", status="failed", error=str(run_error))
+        _print_summary(outcomes, [])
+        report.print_error(f"{run_error}\n  resume with: {resume_cmd}")
+        raise Exit(code=EXIT_NODE_FAILED)
     failed = [o for o in outcomes if not o.ok]
     seconds = time.monotonic() - started_at
+    done = {o.node for o in last}
+    _print_summary(outcomes, [n.name for n in runbook.nodes if n.name not in done])
     if failed or len(last) < len(runbook.nodes):
         journal.record("run-finished", status="failed", seconds=round(seconds, 1))
         for outcome in failed:
@@ -335,6 +384,7 @@ def plan(
         "node": "The node to upgrade.",
         "dry_run": "Print the runbook only.",
         "resume": "Continue a failed run by its id (the journal says what it cordoned).",
+        "repair_dpkg": REPAIR_DPKG_HELP,
     }
 )
 @reported
@@ -349,6 +399,7 @@ def upgrade(
     delete_emptydir_data: bool = False,
     force: bool = False,
     accept_new_host_keys: bool = False,
+    repair_dpkg: bool = False,
 ) -> None:
     """Upgrade one node to a version, safely; exit 0 only when it reached the target.
 
@@ -372,6 +423,7 @@ def upgrade(
         delete_emptydir_data=delete_emptydir_data,
         force=force,
         accept_new_host_keys=accept_new_host_keys,
+        repair_dpkg=repair_dpkg,
     )
 
 
@@ -383,6 +435,7 @@ def upgrade(
         "dry_run": "Print the runbook and stop; only read-only commands are sent.",
         "resume": "Continue a failed run by its id (the journal says what it cordoned).",
         "format": "Runbook format: text, markdown or json.",
+        "repair_dpkg": REPAIR_DPKG_HELP,
     },
 )
 @reported
@@ -398,6 +451,7 @@ def upgrade_cluster(
     delete_emptydir_data: bool = False,
     force: bool = False,
     accept_new_host_keys: bool = False,
+    repair_dpkg: bool = False,
 ) -> None:
     """Upgrade every node of the cluster; exit 0 only when every node reached the target.
 
@@ -419,6 +473,7 @@ def upgrade_cluster(
         delete_emptydir_data=delete_emptydir_data,
         force=force,
         accept_new_host_keys=accept_new_host_keys,
+        repair_dpkg=repair_dpkg,
     )
 
 

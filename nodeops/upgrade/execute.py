@@ -15,6 +15,7 @@ from nodeops.facts import NodeFacts, gather_facts
 from nodeops.fanout import Sessions, map_bounded
 from nodeops.journal import Journal, JournaledTransport
 from nodeops.node import Node
+from nodeops.progress import StepEvent
 from nodeops.runbook import NodePlan, Runbook
 from nodeops.steps import Step, StepFailed, StepReport, run_step
 from nodeops.upgrade import cluster, lock
@@ -138,21 +139,34 @@ def run_step_reconnecting(step: Step[NodeJob], job: NodeJob) -> StepReport:
             if why is not None:
                 raise StepFailed(
                     f"{job.node.name}: the SSH connection was lost during step"
-                    f" \"{step.title}\" and the node did not answer again within"
+                    f' "{step.title}" and the node did not answer again within'
                     f" {job.settings.reconnect_seconds:g} s: {why}"
                 ) from error
             job.journal.record("reconnected", node=job.node.name, step=step.name)
     raise AssertionError("unreachable")
 
 
-def run_node(job: NodeJob) -> NodeOutcome:
+def run_node(job: NodeJob, on_step: Callable[[StepEvent], None] | None = None) -> NodeOutcome:
     """Every step of one node, stopping at the first failure; the node's state after."""
     outcome = NodeOutcome(job.node.name, ok=True)
     cordoned_at: float | None = None
-    for step in node_steps():
+    steps = node_steps()
+    for index, step in enumerate(steps, start=1):
+        began = job.clock()
+
+        def tell(
+            status: str, step: Step[NodeJob] = step, index: int = index, began: float = began
+        ) -> None:
+            if on_step is not None:
+                seconds = float(job.clock() - began)
+                on_step(StepEvent(job.node.name, index, len(steps), step.title, status, seconds))
+
+        tell("started")
         try:
             report = run_step_reconnecting(step, job)
+            tell(report.status.value)
         except StepFailed as error:
+            tell("failed")
             outcome.ok = False
             outcome.failed_step = step.title
             outcome.error = str(error)
@@ -229,6 +243,7 @@ def execute(
     settings: UpgradeSettings,
     cordoned_earlier: set[str],
     on_node: Callable[[NodeOutcome], None] = lambda o: None,
+    on_step: Callable[[StepEvent], None] | None = None,
     etcd_backup_dir: Path | None = None,
     etcd_backup_keep: int = 7,
     say: Callable[[str], None] = lambda line: None,
@@ -265,7 +280,7 @@ def execute(
                 + backup_etcd(sessions, first, journal, etcd_backup_dir, etcd_backup_keep)
             )
         for plan in runbook.control_planes:
-            outcome = run_node(job_for(plan))
+            outcome = run_node(job_for(plan), on_step)
             outcomes.append(outcome)
             on_node(outcome)
             if not outcome.ok:
@@ -274,7 +289,7 @@ def execute(
         for batch in runbook.batches:
             plans = {p.name: p for p in batch}
             results = map_bounded(
-                lambda n, plans=plans: run_node(job_for(plans[n.name])),  # type: ignore[misc]
+                lambda n, plans=plans: run_node(job_for(plans[n.name]), on_step),  # type: ignore[misc]
                 [inventory_nodes[p.name] for p in batch],
                 max(1, len(batch)),
             )
