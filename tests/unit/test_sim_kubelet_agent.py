@@ -342,6 +342,31 @@ def test_not_ready_fault_switch_flips_the_ready_condition(tmp_path: Path) -> Non
     assert pressure["lastTransitionTime"] == first["lastTransitionTime"]  # it never changed
 
 
+def test_ready_delay_knob_posts_not_ready_until_it_has_passed(tmp_path: Path) -> None:
+    from nodeops.lab.sim.kubelet.agent import ready_delay_seconds
+
+    knob = tmp_path / "kubelet-ready-delay"
+    assert ready_delay_seconds(knob) == 0.0  # absent: no delay
+    for text, seconds in (("2.5\n", 2.5), ("nan", 0.0), ("-3", 0.0), ("1e9", 300.0), ("x", 0.0)):
+        knob.write_text(text)
+        assert ready_delay_seconds(knob) == seconds, text
+    client = FakeClient()
+    k, _ = _kubelet(tmp_path, client)
+    k.fault_not_ready = tmp_path / "kubelet-not-ready"
+    k.ready_delay = 30.0
+    k._post_status()
+    body = client.calls("PATCH")[-1][1]
+    ready = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert body["status"]["nodeInfo"]["kubeletVersion"] == "v1.29.3"  # the version shows at once
+    k.started -= 31.0
+    k._post_status()
+    ready = next(
+        c for c in client.calls("PATCH")[-1][1]["status"]["conditions"] if c["type"] == "Ready"
+    )
+    assert ready["status"] == "True"
+
+
 def test_pod_status_of_a_crash_looping_container() -> None:
     from nodeops.lab.sim.kubelet import podstatus
 

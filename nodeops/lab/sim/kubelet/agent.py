@@ -18,6 +18,11 @@ from nodeops.lab.sim.kubelet.runtime import Container, Runtime
 
 #: A file that makes the kubelet post Ready=False (a lab fault switch; /run is per node).
 FAULT_NOT_READY = Path("/run/nodeops/faults/kubelet-not-ready")
+#: Seconds a started kubelet posts Ready=False before Ready=True (a lab knob for benchmarks:
+#: upstream's first runtime status check and PLEG relist take a few seconds after a restart).
+#: Absent or unreadable: 0. Per node, since /var/lib is each node's own.
+READY_DELAY_FILE = Path("/var/lib/nodeops-sim/kubelet-ready-delay")
+READY_DELAY_MAX = 300.0
 #: How often the sync loop looks at files and processes (upstream: inotify plus fileCheckFrequency).
 SYNC_PERIOD = 0.5
 DEFAULT_GRACE = 30.0
@@ -26,6 +31,15 @@ DEFAULT_GRACE = 30.0
 def now_micro() -> str:
     """metav1.MicroTime now."""
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ready_delay_seconds(path: Path = READY_DELAY_FILE) -> float:
+    """The start-up delay before Ready=True from the knob file: 0 when absent or not a number."""
+    try:
+        seconds = float(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0.0
+    return min(max(seconds, 0.0), READY_DELAY_MAX) if seconds == seconds else 0.0
 
 
 class Kubelet:
@@ -70,6 +84,8 @@ class Kubelet:
         self.pod_cidr = ""
         self.fault_not_ready = FAULT_NOT_READY
         self.path_missing_logged = False
+        self.started = time.monotonic()
+        self.ready_delay = ready_delay_seconds()
 
     # ---- entry
 
@@ -125,9 +141,7 @@ class Kubelet:
         while not self.stop_event.is_set():
             now = time.monotonic()
             # The fault switch takes effect at once, not at the next status update.
-            flipped = self.condition_status.get("Ready") != (
-                "False" if self.fault_not_ready.exists() else "True"
-            )
+            flipped = self.condition_status.get("Ready") != ("True" if self._ready() else "False")
             if flipped or now - last_status >= self.s.status_update_seconds:
                 try:
                     self._post_status()
@@ -163,10 +177,16 @@ class Kubelet:
         self.node_uid = str((created.get("metadata") or {}).get("uid") or "")
         self._post_status()
 
+    def _ready(self) -> bool:
+        """Ready unless the fault switch is on or the start-up delay has not passed."""
+        if self.fault_not_ready.exists():
+            return False
+        return time.monotonic() - self.started >= self.ready_delay
+
     def _post_status(self) -> None:
         assert self.client is not None
         now = now_time()
-        ready = not self.fault_not_ready.exists()
+        ready = self._ready()
         wanted = {"MemoryPressure": "False", "DiskPressure": "False", "PIDPressure": "False"}
         wanted["Ready"] = "True" if ready else "False"
         for kind, value in wanted.items():
