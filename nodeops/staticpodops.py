@@ -47,6 +47,7 @@ from nodeops.staticpods import (
     TemplateError,
     generic_values,
     install_command,
+    install_input,
     manifest_path,
     plan_install,
     remove_command,
@@ -644,19 +645,19 @@ class ApplyOutcome:
     mirror: MirrorPod | None
 
 
-def _inverse(plan: ApplyPlan, install: InstallPlan, stamp: str) -> Cmd:
-    """The command that undoes one install: the old text back (the written file kept under
-    the stamp's backup directory), or the new file moved there."""
+def _inverse(plan: ApplyPlan, install: InstallPlan, stamp: str) -> tuple[Cmd, str | None]:
+    """The command that undoes one install and its stdin: the old text back (the written
+    file kept under the stamp's backup directory), or the new file moved there."""
     keep_out = plan.static_pod_path
     if install.action == CREATE:
-        return remove_command(install.path, stamp=stamp, keep_out_of=keep_out)
+        return remove_command(install.path, stamp=stamp, keep_out_of=keep_out), None
     old_text = plan.previous.get(install.path)
     if old_text is None:
         raise NodeopsError(f"the previous text of {install.path} is not known")
     back = plan_install(
         install.new_text, old_text, path=install.path, stamp=stamp, keep_out_of=keep_out
     )
-    return install_command(back)
+    return install_command(back), install_input(back)
 
 
 def _restore_hint(plan: ApplyPlan, done: Sequence[InstallPlan]) -> str:
@@ -695,7 +696,7 @@ def apply(
         if not install.changes:
             continue
         try:
-            result = node_t.run(install_command(install))
+            result = node_t.run(install_command(install), stdin=install_input(install))
         except NodeopsError as error:
             # The write may or may not have happened: say where each file may be.
             kept = f"; the previous copy is at {install.backup_path}" if install.backup_path else ""
@@ -761,7 +762,8 @@ def _undo(node_t: Transport, plan: ApplyPlan, done: Sequence[InstallPlan]) -> st
     undone: list[str] = []
     for install in reversed(done):
         try:
-            result = node_t.run(_inverse(plan, install, failed_stamp))
+            command, stdin = _inverse(plan, install, failed_stamp)
+            result = node_t.run(command, stdin=stdin)
         except NodeopsError as error:
             return (
                 f"restoring failed ({error}); restored so far: {', '.join(undone) or 'nothing'};"

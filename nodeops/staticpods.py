@@ -691,10 +691,13 @@ def install_command(
 ) -> Cmd:
     """The atomic install of a planned manifest (run as root); ValueError when unchanged.
 
-    Checks the file is still what was planned (absent for create, the same sha256 for
-    replace), copies a replaced file to its backup path, writes the new text to a temp file
-    in tmp_dir (same filesystem as the target, outside its directory), chmod/chown, then
-    `mv -T` into place; the temp file is removed when any step fails.
+    The new text goes on the command's stdin (`install_input`), not in the command: a
+    command line is bounded (the kernel refuses an argument over 128 KiB, sshd a large exec
+    request), a manifest is not. Checks the file is still what was planned (absent for
+    create, the same sha256 for replace), copies a replaced file to its backup path, writes
+    stdin to a temp file in tmp_dir (same filesystem as the target, outside its directory),
+    checks its sha256 (a connection cut mid-upload gives a short file, never installed),
+    chmod/chown, then `mv -T` into place; the temp file is removed when any step fails.
     """
     if not plan.changes:
         raise ValueError(f"{plan.path} is unchanged: nothing to install")
@@ -716,13 +719,23 @@ def install_command(
         pieces += ["mkdir", "-p", "--", posixpath.dirname(plan.backup_path), Raw("&&")]
         pieces += ["cp", "-p", "--", path, plan.backup_path, Raw("&&")]
     pieces += [Raw("tmp=$(mktemp --"), posixpath.join(tmp_dir, f"nodeops-{base}.XXXXXX")]
-    pieces += [Raw(") && { printf"), "%s", plan.new_text, Raw('>"$tmp" &&')]
+    pieces += [Raw(') && { cat >"$tmp" && { printf'), "%s  %s\\n", _sha256(plan.new_text)]
+    pieces += [Raw('"$tmp" | sha256sum -c --status || { echo')]
+    pieces += [
+        f"the upload of {path} was cut short (sha256 differs); nothing was installed",
+        Raw(">&2; false; }; } &&"),
+    ]
     pieces += ["chmod", mode, Raw('"$tmp" &&')]
     if owner is not None:
         pieces += ["chown", owner, Raw('"$tmp" &&')]
     pieces += ["mv", "-T", Raw('-- "$tmp"'), path]
     pieces += [Raw('|| { rc=$?; rm -f -- "$tmp"; exit "$rc"; }; }')]
     return Cmd(tuple(pieces), sudo=True)
+
+
+def install_input(plan: InstallPlan) -> str:
+    """What `install_command(plan)` reads on stdin: the new text."""
+    return plan.new_text
 
 
 def remove_command(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from nodeops import lab as nodeops_lab
+from nodeops import staticpods
 from nodeops.lab import cluster
 
 pytestmark = pytest.mark.lab
@@ -242,32 +243,70 @@ def test_generic_static_pod_on_a_worker_appears_and_is_removed(built: Lab) -> No
     assert journals and "mv -T" in journals[-1].read_text()
 
 
-def test_bad_templates_and_values_leave_the_node_byte_identical(built: Lab, tmp_path: Path) -> None:
-    ok = built.nodeops("static-pod-apply", "--node", "worker2", *GENERIC)
-    assert ok.returncode == 0, ok.stderr
-    before = built.files("worker2")
-    assert f"{DIR}/probe.yaml" in before
-    bad_yaml = tmp_path / "bad-yaml.yaml.j2"
-    bad_yaml.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: {{ name }}\nspec: [\n")
-    deployment = tmp_path / "deployment.yaml.j2"
-    deployment.write_text(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ name }}\n"
-        "spec:\n  containers:\n  - {name: c, image: nginx}\n"
-    )
-    # More refusals (names, namespaces, kubeadm's pods, unknown keys) are unit-tested.
-    cases = [
-        (["--template", str(bad_yaml), "--set", "name=probe"], "not valid YAML"),
-        (["--template", str(deployment), "--set", "name=probe"], "must be 'Pod'"),
-        (["--template", "generic", "--set", "name=probe"], "missing value(s) image"),
-        ([*GENERIC[:4], "--set", "image=img\n    hostNetwork: true"], "holds whitespace"),
-    ]
+def _journals(lab: Lab) -> list[Path]:
+    return sorted((lab.home / ".local/state/nodeops/journal").glob("*"))
+
+
+def _refused_alike(lab: Lab, node: str, cases: list[tuple[list[str], str]]) -> None:
+    """Each apply exits 2 with one error naming the problem; the node's files (sha256) and
+    the journals stay as they were (a refusal comes before any change)."""
+    before, journals = lab.files(node), _journals(lab)
     for args, message in cases:
-        run = built.nodeops("static-pod-apply", "--node", "worker2", *args)
+        run = lab.nodeops("static-pod-apply", "--node", node, *args)
         assert run.returncode == 2, (args, run.stdout, run.stderr)
         assert message in run.stderr, (args, run.stderr)
         assert run.stderr.count("error:") == 1, run.stderr
-        assert built.files("worker2") == before, args
+        assert lab.files(node) == before, args
+    assert _journals(lab) == journals
 
+
+def test_case_24_invalid_render_leaves_the_node_byte_identical(built: Lab, tmp_path: Path) -> None:
+    """Case 24: bad YAML, kind Deployment, two documents, a wrong name: refused by
+    safe_load plus Pod validation; nothing written; the existing file's sha256 unchanged."""
+    ok = built.nodeops("static-pod-apply", "--node", "worker2", *GENERIC)
+    assert ok.returncode == 0, ok.stderr
+    assert f"{DIR}/probe.yaml" in built.files("worker2")
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers:\n"
+    pod += "  - {name: c, image: busybox:1.36}\n"
+    templates = {
+        "bad-yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: {{ name }}\nspec: [\n",
+        "deployment": pod.replace("kind: Pod", "kind: Deployment").replace("NAME", "{{ name }}"),
+        "two-documents": pod.replace("NAME", "{{ name }}") + "---\n" + pod.replace("NAME", "x"),
+        "wrong-name": pod.replace("NAME", "Probe_1"),
+    }
+    paths = {}
+    for name, text in templates.items():
+        paths[name] = tmp_path / f"{name}.yaml.j2"
+        paths[name].write_text(text)
+    # More refusals (names, namespaces, unknown keys) are unit-tested.
+    _refused_alike(
+        built,
+        "worker2",
+        [
+            (["--template", str(paths["bad-yaml"]), "--set", "name=probe"], "not valid YAML"),
+            (["--template", str(paths["deployment"]), "--set", "name=probe"], "must be 'Pod'"),
+            (
+                ["--template", str(paths["two-documents"]), "--set", "name=probe"],
+                "2 YAML documents",
+            ),
+            (["--template", str(paths["wrong-name"])], "'Probe_1' is not a DNS-1123 subdomain"),
+            ([*GENERIC[:2], "--set", "name=kube-apiserver", *GENERIC[4:]], "kubeadm's own"),
+        ],
+    )
+
+
+def test_case_27_template_injection_changes_nothing_on_the_node(built: Lab) -> None:
+    """Case 27 on the lab: a value with a newline and a key, `{{7*7}}`, a missing variable:
+    refused or emitted as one JSON value; no extra key reaches the node."""
+    before = built.files("worker2")
+    _refused_alike(
+        built,
+        "worker2",
+        [
+            (["--template", "generic", "--set", "name=probe"], "missing value(s) image"),
+            ([*GENERIC[:4], "--set", "image=img\n    hostNetwork: true"], "holds whitespace"),
+        ],
+    )
     # A template expression in a value stays text: the dry run shows it literally.
     dry = built.nodeops(
         "static-pod-apply", "--node", "worker2", *GENERIC[:4], "--set", "image={{7*7}}",
@@ -276,20 +315,133 @@ def test_bad_templates_and_values_leave_the_node_byte_identical(built: Lab, tmp_
     assert dry.returncode == 0, dry.stderr
     assert '+    image: "{{7*7}}"' in dry.stdout and "49" not in dry.stdout
     assert '-    image: "busybox:1.36"' in dry.stdout
+    args = built.nodeops(
+        "static-pod-apply", "--node", "worker2", *GENERIC, "--set",
+        'args=["a\\n    hostNetwork: true"]', "--dry-run",
+    )  # fmt: skip
+    assert args.returncode == 0, args.stderr
+    assert '+    args: ["a\\n    hostNetwork: true"]' in args.stdout
+    assert "hostNetwork: true" not in args.stdout.replace('"a\\n    hostNetwork: true"', "")
     assert built.files("worker2") == before
 
 
-def test_stray_files_are_refused(built: Lab) -> None:
-    built.sh("worker2", f"touch {DIR}/probe.yaml.bak {DIR}/'#x#'")
+def test_case_26_stray_files_and_an_unresolved_path_are_refused(built: Lab) -> None:
+    """Case 26: `*.bak`, `x~`, `#x#` in the directory, or a kubelet config that is missing or
+    names no staticPodPath: the preflight refuses and names them; nothing changes."""
+    built.sh("worker2", f"touch {DIR}/probe.yaml.bak {DIR}/x~ {DIR}/'#x#'")
     try:
-        before = built.files("worker2")
-        run = built.nodeops("static-pod-apply", "--node", "worker2", *GENERIC[:4], "--set",
-                            "image=busybox:1.37")  # fmt: skip
-        assert run.returncode == 2, run.stderr
-        assert "#x#, probe.yaml.bak" in run.stderr and "--allow-stray-files" in run.stderr
-        assert built.files("worker2") == before
+        _refused_alike(
+            built,
+            "worker2",
+            [([*GENERIC[:4], "--set", "image=busybox:1.37"], "#x#, probe.yaml.bak, x~")],
+        )
     finally:
-        built.sh("worker2", f"rm -f {DIR}/probe.yaml.bak {DIR}/'#x#'")
+        built.sh("worker2", f"rm -f {DIR}/probe.yaml.bak {DIR}/x~ {DIR}/'#x#'")
+    kept = "/root/kubelet-config.yaml"
+    built.sh("worker2", f"cp -p {CONFIG} {kept} && sed -i '/^staticPodPath:/d' {CONFIG}")
+    try:
+        _refused_alike(
+            built, "worker2", [(list(GENERIC), "no staticPodPath: this kubelet runs no file-based")]
+        )
+        built.sh("worker2", f"rm {CONFIG}")
+        _refused_alike(built, "worker2", [(list(GENERIC), f"the config file {CONFIG} does not")])
+    finally:
+        built.sh("worker2", f"cp -p {kept} {CONFIG} && rm {kept}")
+    # What nodeops keeps (replaced and removed manifests) lives only in its own run
+    # directories under /etc/kubernetes/tmp, never beside the manifests.
+    replaced = built.nodeops("static-pod-apply", "--node", "worker2", *GENERIC[:4], "--set",
+                             "image=busybox:1.37")  # fmt: skip
+    assert replaced.returncode == 0, replaced.stderr
+    assert built.sh("worker2", f"ls -A {DIR}").stdout.split() == ["probe.yaml"]
+    tmp = built.sh("worker2", "ls -A /etc/kubernetes/tmp").stdout.split()
+    assert tmp and all(re.fullmatch(r"nodeops-[0-9TZ]+-[0-9a-f]+(-failed)?", n) for n in tmp), tmp
+    back = built.nodeops("static-pod-apply", "--node", "worker2", *GENERIC)
+    assert back.returncode == 0, back.stderr
+
+
+BIG = 1024 * 1024
+
+
+def _big_template(tmp_path: Path) -> Path:
+    path = tmp_path / "big.yaml.j2"
+    path.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ name }}\n  namespace: kube-system\n"
+        f'  annotations:\n    blob: "{"x" * BIG}"\n'
+        "spec:\n  containers:\n  - name: c\n    image: {{ image }}\n"
+    )
+    return path
+
+
+def test_case_25_a_1mb_manifest_is_never_seen_partial(built: Lab, tmp_path: Path) -> None:
+    """Case 25: a 1 MB manifest is uploaded to a temp file outside the directory, then
+    `mv -T`: a watcher on the node sees only the whole file; an upload cut short (the
+    connection dropped mid-stream) and a SIGKILLed nodeops leave nothing partial and no
+    temp file; the manifest is 0600 root:root."""
+    template = _big_template(tmp_path)
+    args = ["--node", "worker1", "--template", str(template), "--set", "name=big"]
+    args += ["--set", "image=busybox:1.36"]
+    # A watcher: every distinct sha256 that big.yaml shows while nodeops works.
+    watch = (
+        f"rm -f /tmp/watch.stop; while [ ! -e /tmp/watch.stop ]; do sha256sum {DIR}/big.yaml"
+        " 2>/dev/null; sleep 0.01; done | sort -u > /tmp/watch.seen"
+    )
+    watcher = subprocess.Popen(nodeops_lab.ssh_argv(built.state.name, "worker1", [watch]))
+    try:
+        run = built.nodeops("static-pod-apply", *args)
+    finally:
+        built.sh("worker1", "touch /tmp/watch.stop")
+        watcher.wait(timeout=30)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "big-worker1 Running" in run.stdout
+    whole = built.sh("worker1", f"sha256sum {DIR}/big.yaml").stdout.split()[0]
+    seen = {
+        line.split()[0]
+        for line in built.sh("worker1", "cat /tmp/watch.seen").stdout.split("\n")
+        if line
+    }
+    assert seen == {whole}, seen
+    stat = built.sh("worker1", f"stat -c '%a %U:%G %s' {DIR}/big.yaml").stdout.split()
+    assert stat[:2] == ["600", "root:root"] and int(stat[2]) > BIG
+    assert not [n for n in built.sh("worker1", "ls -A /etc/kubernetes/tmp").stdout.split()
+                if not n.startswith("nodeops-2")]  # fmt: skip
+
+    # The same install command, its upload cut at half: nothing installed, nothing left.
+    text = built.sh("worker1", f"cat {DIR}/big.yaml").stdout
+    new = text.replace("busybox:1.36", "busybox:1.37")
+    plan = staticpods.plan_install(
+        text, new, path=f"{DIR}/big.yaml", stamp="20260101T000000Z-c0ffee"
+    )
+    command = staticpods.install_command(plan).render(as_root=True)
+    cut = subprocess.run(
+        nodeops_lab.ssh_argv(built.state.name, "worker1", [command]),
+        input=new[: len(new) // 2], capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cut.returncode != 0 and "cut short" in cut.stderr, cut.stderr
+    assert built.sh("worker1", f"sha256sum {DIR}/big.yaml").stdout.split()[0] == whole
+    assert "nodeops-big.yaml." not in built.sh("worker1", "ls -A /etc/kubernetes/tmp").stdout
+
+    # nodeops killed with SIGKILL while it replaces the manifest: whatever the moment, the
+    # directory holds the whole old or the whole new file, and no temp file stays behind.
+    env = {**os.environ, "HOME": str(built.home)}
+    env.pop("NODEOPS_INVENTORY", None)
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "nodeops", "static-pod-apply", *args[:-1], "image=busybox:1.38",
+         "-i", str(built.inventory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    time.sleep(1.5)
+    killed.kill()
+    killed.wait(timeout=30)
+    newest = _wait(
+        "the node's shell to finish or clean up",
+        lambda: "nodeops-big.yaml." not in built.sh("worker1", "ls -A /etc/kubernetes/tmp").stdout,
+    )
+    assert newest
+    text_now = built.sh("worker1", f"cat {DIR}/big.yaml").stdout
+    assert text_now in (text, text.replace("busybox:1.36", "busybox:1.38"))
+    assert built.sh("worker1", f"ls -A {DIR}").stdout.split() == ["big.yaml"]
+    removed = built.nodeops("static-pod-remove", "--node", "worker1", "--name", "big")
+    assert removed.returncode == 0, removed.stderr
 
 
 def test_a_pod_that_does_not_come_up_in_time_is_restored(built: Lab) -> None:

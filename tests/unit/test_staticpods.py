@@ -19,10 +19,12 @@ from nodeops.staticpods import (
     CREATE,
     REPLACE,
     UNCHANGED,
+    InstallPlan,
     InvalidPod,
     TemplateError,
     generic_values,
     install_command,
+    install_input,
     manifest_path,
     plan_install,
     remove_command,
@@ -508,15 +510,23 @@ def test_second_scheduler_config_install_outside_the_manifest_dir(node: dict[str
     with pytest.raises(ValueError, match="inside"):
         plan_install("old\n", "new\n", path=path, stamp="s", backup_root=str(node["tmp"]))
     Path(path).write_text("old\n")
-    result = _sh(
-        install_command(plan, tmp_dir=str(node["tmp"]), owner=_owner()).render(as_root=True)
-    )
+    result = _install(plan, str(node["tmp"]))
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(Path(path).read_text())["profiles"] == [{"schedulerName": "second"}]
 
 
-def _sh(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, check=False)
+def _sh(command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", "-c", command], input=stdin, capture_output=True, text=True, check=False
+    )
+
+
+def _install(
+    plan: InstallPlan, tmp: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """install_command through a real sh, fed the plan's text (or `stdin`) on its stdin."""
+    command = install_command(plan, tmp_dir=tmp, owner=_owner()).render(as_root=True)
+    return _sh(command, install_input(plan) if stdin is None else stdin)
 
 
 @pytest.fixture
@@ -538,7 +548,7 @@ def test_install_create_then_replace_through_sh(node: dict[str, Path]) -> None:
     target = node["manifests"] / "web.yaml"
     tmp = str(node["tmp"])
     create = plan_install(None, HOSTILE_TEXT, path=str(target), stamp="s1", backup_root=tmp)
-    result = _sh(install_command(create, tmp_dir=tmp, owner=_owner()).render(as_root=True))
+    result = _install(create, tmp)
     assert result.returncode == 0, result.stderr
     assert target.read_text() == HOSTILE_TEXT
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
@@ -547,7 +557,7 @@ def test_install_create_then_replace_through_sh(node: dict[str, Path]) -> None:
 
     new = HOSTILE_TEXT.replace("image: i", "image: j")
     replace = plan_install(target.read_text(), new, path=str(target), stamp="s2", backup_root=tmp)
-    result = _sh(install_command(replace, tmp_dir=tmp, owner=_owner()).render(as_root=True))
+    result = _install(replace, tmp)
     assert result.returncode == 0, result.stderr
     assert target.read_text() == new
     assert replace.backup_path is not None
@@ -561,12 +571,12 @@ def test_install_refuses_a_file_changed_since_it_was_read(node: dict[str, Path])
     target.write_text("old\n")
     tmp = str(node["tmp"])
     plan = plan_install("older\n", VALID, path=str(target), stamp="s", backup_root=tmp)
-    result = _sh(install_command(plan, tmp_dir=tmp, owner=_owner()).render(as_root=True))
+    result = _install(plan, tmp)
     assert result.returncode == 3
     assert "changed since it was read" in result.stderr
     assert target.read_text() == "old\n"
     create = plan_install(None, VALID, path=str(target), stamp="s", backup_root=tmp)
-    result = _sh(install_command(create, tmp_dir=tmp, owner=_owner()).render(as_root=True))
+    result = _install(create, tmp)
     assert result.returncode == 3
     assert target.read_text() == "old\n"
 
@@ -575,10 +585,40 @@ def test_failed_install_removes_its_temp_file(node: dict[str, Path]) -> None:
     target = node["manifests"] / "gone" / "web.yaml"  # its directory does not exist: mv fails
     tmp = str(node["tmp"])
     plan = plan_install(None, VALID, path=str(target), stamp="s", backup_root=tmp)
-    result = _sh(install_command(plan, tmp_dir=tmp, owner=_owner()).render(as_root=True))
+    result = _install(plan, tmp)
     assert result.returncode != 0
     assert not target.exists()
     assert os.listdir(node["tmp"]) == []
+
+
+def test_case_25_a_1mb_manifest_goes_on_stdin_and_a_cut_upload_installs_nothing(
+    node: dict[str, Path],
+) -> None:
+    """Case 25: 1 MB is uploaded on stdin (a command line of that size fails to run at all);
+    an upload cut short (the connection dropped: stdin ends early) leaves neither the
+    target nor a temp file; the complete one lands 0600 through a temp file and `mv -T`."""
+    target = node["manifests"] / "big.yaml"
+    tmp = str(node["tmp"])
+    text = VALID + "# " + "x" * (1024 * 1024) + "\n"
+    create = plan_install(None, text, path=str(target), stamp="s1", backup_root=tmp)
+    command = install_command(create, tmp_dir=tmp, owner=_owner()).render(as_root=True)
+    assert len(command) < 4096, "the manifest must not travel in the command line"
+    cut = _install(create, tmp, stdin=text[: len(text) // 2])
+    assert cut.returncode != 0
+    assert "cut short" in cut.stderr
+    assert not target.exists() and os.listdir(node["manifests"]) == []
+    assert os.listdir(node["tmp"]) == []  # the partial temp file was removed
+    whole = _install(create, tmp)
+    assert whole.returncode == 0, whole.stderr
+    assert target.read_text() == text
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert os.listdir(node["tmp"]) == []
+    # A cut replace leaves the old file byte-identical.
+    new = text.replace("image: i", "image: j")
+    replace = plan_install(text, new, path=str(target), stamp="s2", backup_root=tmp)
+    cut = _install(replace, tmp, stdin=new[:1000])
+    assert cut.returncode != 0 and target.read_text() == text
+    assert os.listdir(node["manifests"]) == ["big.yaml"]
 
 
 def test_install_command_is_privileged_and_refuses_tmp_inside_the_dir() -> None:
