@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -129,7 +130,11 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_backup_is_verified_and_private_whatever_the_umask(lab: Lab) -> None:
+def test_case_28_backup_is_verified_and_private_whatever_the_umask(lab: Lab) -> None:
+    """Case 28: umask 000 on both sides; the node's snapshot is 0600 in a 0700 directory
+    (not /tmp), the local copy 0600 in 0700 directories; it was verified (revision, keys,
+    trial restore) and the run journaled."""
+    assert not REMOTE_DIR.startswith("/tmp")
     lab.kubectl("create deployment keepme --image=busybox:1.36 -- sleep infinity")
     lab.kubectl("create configmap keepme --from-literal=colour=blue")
     # umask 000 on both sides: the node's root shell and the local process.
@@ -147,6 +152,7 @@ def test_backup_is_verified_and_private_whatever_the_umask(lab: Lab) -> None:
     assert meta["revision"] > 0 and meta["total_keys"] > 0
     assert meta["cluster_version"] == "v1.29.3" and meta["etcd_version"].startswith("3.4.")
     assert meta["node"] == "cp1" and meta["size"] == snapshot.stat().st_size
+    assert f"snapshot {snapshot}: revision {meta['revision']}" in run.stdout
     for path in (lab.backups, lab.backups.parent, lab.home / ".local" / "share"):
         assert mode(path) == 0o700, path
     assert mode(snapshot) == 0o600
@@ -167,7 +173,20 @@ def test_backup_is_verified_and_private_whatever_the_umask(lab: Lab) -> None:
     assert events[-1]["event"] == "run-finished" and events[-1]["status"] == "succeeded"
 
 
-def test_altered_truncated_or_unconfirmed_restores_change_nothing(lab: Lab) -> None:
+# Fault for case 29: the node's etcdctl truncates every snapshot it saves (a disk that
+# loses the tail, a save cut short after the rename).
+TRUNCATING_ETCDCTL = """#!/bin/sh
+/usr/bin/etcdctl "$@"; rc=$?
+case "$*" in *"snapshot save"*) for a; do last=$a; done; truncate -s -4096 "$last";; esac
+exit $rc
+"""
+
+
+def test_case_29_corrupt_or_truncated_snapshots_are_marked_invalid_and_refused(lab: Lab) -> None:
+    """Case 29: a snapshot truncated on the node fails its trial restore (etcd's sha256
+    trailer): the backup exits 1, is kept marked invalid and restore refuses it; an altered
+    or truncated local copy fails its recorded sha256; an unconfirmed restore changes
+    nothing. The node stays byte-identical throughout."""
     snapshot = sorted(lab.backups.glob("etcd-cp1-*.db"))[-1]
     before = lab.sh("cp1", NODE_STATE).stdout
     bad = lab.home / "bad"
@@ -181,6 +200,35 @@ def test_altered_truncated_or_unconfirmed_restores_change_nothing(lab: Lab) -> N
         shutil.copy(
             snapshot.with_name(snapshot.name + ".json"), copy.with_name(copy.name + ".json")
         )
+    lab.sh(
+        "cp1",
+        "cat > /usr/local/sbin/etcdctl && chmod 0755 /usr/local/sbin/etcdctl",
+        stdin=TRUNCATING_ETCDCTL,
+    )
+    try:
+        time.sleep(1.1)  # snapshot names carry the second: never the good one's name
+        failed = lab.nodeops("etcd-backup")
+    finally:
+        lab.sh("cp1", "rm -f /usr/local/sbin/etcdctl")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "the snapshot failed its checks and is kept marked invalid" in failed.stderr
+    invalid = [p for p in lab.backups.glob("etcd-cp1-*.db") if p != snapshot]
+    assert len(invalid) == 1 and mode(invalid[0]) == 0o600
+    meta = json.loads(invalid[0].with_name(invalid[0].name + ".json").read_text())
+    # Which check catches it depends on where the cut falls: `snapshot status` (the bolt
+    # pages) or the trial restore (etcd's sha256 trailer).
+    problems = " ".join(meta["problems"])
+    assert meta["valid"] is False and meta["sha256"], meta
+    assert "trial restore failed" in problems or "status" in problems, problems
+    assert problems.split(":")[0] in failed.stderr
+    assert lab.journal_events("etcd-backup")[-1]["status"] == "failed"
+    refused = lab.nodeops("etcd-restore", "--snapshot", str(invalid[0]), "--yes")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "cannot be trusted: it is marked invalid" in refused.stderr
+    # Out of the way of the later tests, which restore the newest snapshot.
+    for path in (invalid[0], invalid[0].with_name(invalid[0].name + ".json")):
+        path.rename(bad / path.name)
+    assert lab.sh("cp1", NODE_STATE).stdout == before
     run = lab.nodeops("etcd-restore", "--snapshot", str(altered), "--yes")
     assert run.returncode == 2, run.stdout + run.stderr
     assert "cannot be trusted" in run.stderr and "sha256" in run.stderr
@@ -197,7 +245,35 @@ def test_altered_truncated_or_unconfirmed_restores_change_nothing(lab: Lab) -> N
     assert lab.sh("cp1", NODE_STATE).stdout == before
 
 
-def test_restore_brings_back_the_snapshot_and_keeps_the_old_data(lab: Lab) -> None:
+def test_case_31_a_member_missing_from_initial_cluster_is_refused_first(lab: Lab) -> None:
+    """Case 31, validation: etcd.yaml's --name is not in its --initial-cluster: refused
+    before anything stops; manifests, data dirs and the API server as they were."""
+    snapshot = sorted(lab.backups.glob("etcd-cp1-*.db"))[-1]
+    before = lab.sh("cp1", NODE_STATE).stdout
+    manifest = "/etc/kubernetes/manifests/etcd.yaml"
+    lab.sh(
+        "cp1",
+        f"cp -p {manifest} /root/etcd.yaml && sed -i"
+        f" 's#--initial-cluster=cp1=#--initial-cluster=other=#' {manifest}",
+    )
+    try:
+        run = lab.nodeops("etcd-restore", "--snapshot", str(snapshot), "--yes")
+    finally:
+        lab.sh("cp1", f"cp -p /root/etcd.yaml {manifest} && rm /root/etcd.yaml")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "etcd restore refused, nothing changed" in run.stderr
+    assert "--name 'cp1' is not in --initial-cluster (other)" in run.stderr
+    wait("the API server answering", lambda: lab.kubectl("get ns", check=False).returncode == 0)
+    # The kubelet restarted etcd for the edited manifest and again for the restored one.
+    assert without_pid(lab.sh("cp1", NODE_STATE).stdout) == without_pid(before)
+
+
+def test_case_31_restore_validates_stops_the_apiservers_and_keeps_the_old_data(
+    lab: Lab,
+) -> None:
+    """Case 31: checks first (snapshot, member flags, trial restore, a staging restore
+    owned like the old data dir), then the API servers stop; the old data dir is renamed to
+    /var/lib/etcd.nodeops-<ts> and kept; no --bump-revision on etcd 3.4 (it has none)."""
     snapshot = sorted(lab.backups.glob("etcd-cp1-*.db"))[-1]
     lab.kubectl("delete deployment keepme")
     lab.kubectl("delete configmap keepme")
@@ -229,13 +305,31 @@ def test_restore_brings_back_the_snapshot_and_keeps_the_old_data(lab: Lab) -> No
     events = lab.journal_events("etcd-restore")
     assert events[-1]["status"] == "succeeded"
     assert any("mv -T -- /var/lib/etcd " in e.get("command", "") for e in events)
+    commands = [e.get("command", "") for e in events if e.get("event") == "command"]
+
+    def first(needle: str) -> int:
+        return next(i for i, c in enumerate(commands) if needle in c)
+
+    stop_api = first("manifests/kube-apiserver.yaml")
+    assert first("snapshot restore") < stop_api  # the trial restore
+    assert first("chown -R --reference=/var/lib/etcd") < stop_api
+    assert first("mv -T -- /var/lib/etcd ") > stop_api
+    assert not any("--bump-revision" in c for c in commands)  # etcd 3.4.x in the lab
+    assert f"the old data dir is kept at {kept[0]}" in run.stdout
+    assert re.fullmatch(r"/var/lib/etcd\.nodeops-[0-9TZ-]+", kept[0]), kept
+    owners = lab.sh("cp1", f"stat -c '%a %U' /var/lib/etcd {kept[0]}").stdout.split("\n")
+    assert owners[0] == "700 root" and owners[1].endswith(" root")
 
 
 def without_pid(state: str) -> str:
     return "\n".join(line for line in state.splitlines() if not line.startswith("etcd pid"))
 
 
-def test_a_restore_whose_etcd_never_gets_healthy_is_rolled_back(lab: Lab) -> None:
+def test_case_31_a_restore_whose_etcd_never_gets_healthy_puts_the_old_dir_back(
+    lab: Lab,
+) -> None:
+    """Case 31, failure: etcd never healthy after the restore: the old manifests and the
+    old data dir (same inodes) are back, nothing staged or kept is left, exit 1."""
     snapshot = sorted(lab.backups.glob("etcd-cp1-*.db"))[-1]
     lab.kubectl("create configmap survivor --from-literal=kept=yes")
     before = lab.sh("cp1", NODE_STATE).stdout
