@@ -442,3 +442,37 @@ def test_on_failure_pods_restart_after_an_error(tmp_path: Path) -> None:
     k.pod_state["uid-g"].backoff["web"].until = 0
     k.sync()
     assert [e[0] for e in rt.events] == ["start", "start"]
+
+
+def test_status_patch_deletes_a_container_state_no_longer_reported() -> None:
+    from nodeops.lab.sim.kube_patch import strategic_merge_patch
+    from nodeops.lab.sim.kubelet.agent import _agrees, _status_patch
+
+    seen = {
+        "phase": "Pending",
+        "containerStatuses": [
+            {"name": "c", "ready": False, "state": {"waiting": {"reason": "ContainerCreating"}}}
+        ],
+    }
+    status = {
+        "phase": "Running",
+        "containerStatuses": [
+            {"name": "c", "ready": True, "state": {"running": {"startedAt": "t"}}}
+        ],
+    }
+    patch = _status_patch(seen, status)
+    assert patch["containerStatuses"][0]["state"] == {
+        "running": {"startedAt": "t"},
+        "waiting": None,
+    }
+    merged = strategic_merge_patch({"status": seen}, {"status": patch})["status"]
+    assert merged["containerStatuses"][0]["state"] == {"running": {"startedAt": "t"}}
+    assert _agrees(merged, status) and not _agrees(seen, status)
+
+
+def test_a_pod_marked_not_ready_by_a_controller_disagrees_with_the_kubelet() -> None:
+    from nodeops.lab.sim.kubelet.agent import _agrees
+
+    sent = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    marked = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
+    assert not _agrees(marked, sent)

@@ -658,17 +658,23 @@ class Kubelet:
             status = self._status(uid, pod, running)
             state = self.pod_state.setdefault(uid, PodState())
             target_uid = str(target["metadata"].get("uid") or "")
-            if state.sent_status == {"uid": target_uid, **status}:
+            seen = target.get("status") or {}
+            # Like the status manager's needsReconcile: what was sent is sent again when the
+            # API's copy differs (a controller marked the pod NotReady, say).
+            if state.sent_status == {"uid": target_uid, **status} and _agrees(seen, status):
                 continue
             meta = target["metadata"]
             try:
                 self.client.request(
                     "PATCH",
                     f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-                    {"metadata": {"uid": target_uid}, "status": status},
+                    {"metadata": {"uid": target_uid}, "status": _status_patch(seen, status)},
                     content_type=STRATEGIC_MERGE,
                 )
                 state.sent_status = {"uid": target_uid, **status}
+                with self.lock:
+                    # The watch brings the stored copy soon; until then this is what it says.
+                    target["status"] = {**seen, **status}
             except ApiError as e:
                 # Unreachable API: the node loop says so already; not once per pod and pass.
                 if e.status not in (0, 404):
@@ -691,6 +697,42 @@ class Kubelet:
                 started, ready = self.prober.result((uid, name))
                 views[name] = podstatus.Running(c.container_id, c.started_at, started, ready)
         return podstatus.pod_status(pod, state, views, self.s.node_ip)
+
+
+def _summary(status: dict[str, Any]) -> tuple[Any, ...]:
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    containers = {
+        c.get("name"): (c.get("ready"), sorted((c.get("state") or {}).keys()))
+        for c in status.get("containerStatuses") or []
+    }
+    return (status.get("phase"), conditions, containers)
+
+
+def _agrees(seen: dict[str, Any], sent: dict[str, Any]) -> bool:
+    """Whether the API's pod status says what the kubelet last reported (phase, conditions,
+    each container's readiness and state)."""
+    return _summary(seen) == _summary(sent)
+
+
+def _status_patch(seen: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The status as a strategic merge patch over the API's copy: a container state the
+    kubelet no longer reports (`waiting` once `running`) is deleted with null, as the
+    two-way merge patch upstream's status manager sends does."""
+    old = {c.get("name"): c for c in seen.get("containerStatuses") or []}
+    containers = []
+    for new in status.get("containerStatuses") or []:
+        entry = dict(new)
+        before = old.get(new.get("name")) or {}
+        for field_name in ("state", "lastState"):
+            stale = set((before.get(field_name) or {}).keys()) - set(
+                (new.get(field_name) or {}).keys()
+            )
+            if stale:
+                entry[field_name] = {**(new.get(field_name) or {}), **dict.fromkeys(stale)}
+        containers.append(entry)
+    if not containers:
+        return status
+    return {**status, "containerStatuses": containers}
 
 
 def _key(pod: dict[str, Any]) -> str:
