@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 
 from nodeops.errors import LabError
 from nodeops.lab import host
-from nodeops.lab.spec import LabSpec, bridge_name, netns_name, netns_prefix, veth_name, veth_prefix
+from nodeops.lab.spec import (
+    LabSpec,
+    bridge_name,
+    derived_subnet,
+    netns_name,
+    netns_prefix,
+    veth_name,
+    veth_prefix,
+)
 
 
 def check_free(spec: LabSpec) -> None:
@@ -31,6 +40,20 @@ def check_free(spec: LabSpec) -> None:
                     f"lab {spec.name}: its subnet {network} is in use: {link.get('ifname')} has"
                     f" {local}/{a.get('prefixlen')}; choose another lab name or subnet"
                 )
+
+
+def fresh_name(prefix: str) -> str:
+    """A new lab name (prefix + 6 hex digits) whose derived subnet no interface here uses."""
+    used = {
+        ipaddress.IPv4Address(a["local"])
+        for link in json.loads(host.run(["ip", "-j", "addr", "show"]) or "[]")
+        for a in link.get("addr_info", [])
+        if a.get("family") == "inet"
+    }
+    while True:
+        name = prefix + secrets.token_hex(3)
+        if not any(a in ipaddress.IPv4Network(derived_subnet(name)) for a in used):
+            return name
 
 
 def create(spec: LabSpec, pool: Executor) -> None:

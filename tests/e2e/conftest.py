@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
-import secrets
 import shlex
 import shutil
 import subprocess
@@ -16,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from nodeops import lab as nodeops_lab
-from nodeops.lab.spec import derived_subnet
+from nodeops.lab import network
 
 Ssh = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -39,23 +36,8 @@ def _lab_host() -> None:
         pytest.skip(reason)
 
 
-def _addresses_in_use() -> set[ipaddress.IPv4Address]:
-    out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True)
-    return {
-        ipaddress.IPv4Address(a["local"])
-        for link in json.loads(out.stdout)
-        for a in link.get("addr_info", [])
-        if a.get("family") == "inet"
-    }
-
-
 def _fresh_lab_name() -> str:
-    used = _addresses_in_use()
-    while True:
-        name = "t" + secrets.token_hex(3)
-        network = ipaddress.IPv4Network(derived_subnet(name))
-        if not any(a in network for a in used):
-            return name
+    return network.fresh_name("t")
 
 
 @pytest.fixture(scope="session")
