@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 KILL = "kill"  # SIGKILL the nodeops process itself
+KILL_SHARE = 0.25  # of the runs: a kill can land anywhere, the switches each at one symptom
 CONTROL_PLANE_NODE = "cp1"
 CONTROL_PLANE_OS = "ubuntu-22.04"  # default_spec's control plane
 DEBIAN_FAMILY = ("ubuntu", "debian")
@@ -134,7 +135,7 @@ def plan_run(
     if workers == 2 and rng.random() < PRECORDON_CHANCE:
         precordon = rng.choice(("worker1", "worker2"))
     budget = rng.choice(BUDGETS) if workers == 2 and precordon is None else None
-    fault = rng.choice((*sorted(set(kinds)), KILL))
+    fault = KILL if rng.random() < KILL_SHARE else rng.choice(sorted(set(kinds)))
     os_by_node = {CONTROL_PLANE_NODE: CONTROL_PLANE_OS}
     os_by_node.update({f"worker{i + 1}": o for i, o in enumerate(worker_os)})
     node = rng.choice(fault_nodes(fault, os_by_node) or list(os_by_node))

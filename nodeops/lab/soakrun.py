@@ -529,9 +529,13 @@ def soak(
         for s in seeds:
             done(_run_seed(s, workdir))
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        try:
             for future in as_completed([pool.submit(_run_seed, s, workdir) for s in seeds]):
                 done(future.result())
+        finally:
+            # On SIGTERM or Ctrl-C: start no other run; the running ones take their lab down.
+            pool.shutdown(wait=True, cancel_futures=True)
     results.sort(key=lambda r: r.plan.seed)
     print(summary(results), file=out, flush=True)
     return results
