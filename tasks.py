@@ -6,7 +6,11 @@ from typing import Any
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from bench.tasks import bench
 from nodeops.tasks import ns
+
+# `invoke bench` only: the installed `nodeops` command loads nodeops.tasks, not this file.
+ns.add_task(bench)
 
 __all__ = ["ns"]
 

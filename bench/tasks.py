@@ -1,0 +1,57 @@
+"""The `bench` task of the repository's tasks.py (not part of the installed nodeops command)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise Exit(f"error: {option} takes numbers separated by commas, not {text!r}", 2) from None
+
+
+@task(
+    help={
+        "parts": "Which benchmarks, comma-separated: startup, fanout, upgrade (default: all).",
+        "sizes": "Lab sizes of the fan-out (default 10,50,100).",
+        "reps": "Timed repetitions of each fan-out tool (default 3).",
+        "slow_reps": "Repetitions of the slow Ansible runs per size, e.g. 10:3,50:2,100:1.",
+        "workers": "Worker counts of the rolling-upgrade labs (default 4,12).",
+    }
+)
+def bench(
+    c: Any,
+    parts: str = "startup,fanout,upgrade",
+    sizes: str = "10,50,100",
+    reps: int = 3,
+    slow_reps: str = "10:3,50:2,100:1",
+    workers: str = "4,12",
+) -> None:
+    """Benchmark nodeops against Ansible, pyinfra and Fabric on the local lab (as root).
+
+    Needs the bench extra (`pip install -e '.[bench]'`); installs nothing itself. Writes
+    Markdown tables and PNG plots to bench/results/ (logs to bench/results/raw/).
+    """
+    from bench import run
+    from bench.common import BenchError
+
+    pairs = [p.split(":") for p in slow_reps.split(",") if p.strip()]
+    try:
+        slow = {int(n): int(r) for n, r in pairs}
+    except ValueError:
+        raise Exit(f"error: --slow-reps takes SIZE:REPS pairs, not {slow_reps!r}", 2) from None
+    try:
+        run.run(
+            [p.strip() for p in parts.split(",") if p.strip()],
+            _ints(sizes, "--sizes"),
+            int(reps),
+            _ints(workers, "--workers"),
+            slow,
+        )
+    except BenchError as error:
+        raise Exit(f"error: {error}", 2) from None
