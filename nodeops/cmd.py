@@ -69,9 +69,16 @@ class Cmd:
                 raise TypeError(
                     f"a command argument must be str, Secret or Raw, not {type(arg).__name__}"
                 )
-        for name, _ in self.env:
+        for name, value in self.env:
             if not name.isidentifier():
                 raise ValueError(f"not an environment variable name: {name!r}")
+            if not isinstance(value, str):
+                # `env NAME=VALUE` is in the node's process table, and a Secret here would
+                # render as `***` anyway: secrets never go through the environment.
+                raise TypeError(
+                    f"environment variable {name}: the value must be str, not "
+                    f"{type(value).__name__} (no secrets through the environment)"
+                )
 
     def _body(self, *, reveal: bool) -> str:
         words = [_render_arg(arg, reveal=reveal) for arg in self.argv]

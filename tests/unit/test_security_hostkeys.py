@@ -11,7 +11,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +32,20 @@ def _keygen(path: Path) -> paramiko.PKey:
     return paramiko.Ed25519Key.from_private_key_file(str(path))
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def make_keys(where: Path) -> dict[str, Any]:
     """The server's host key, an impostor's host key, and the client's key file."""
-    where = tmp_path_factory.mktemp("keys")
     return {
         "host": _keygen(where / "host"),
         "impostor": _keygen(where / "impostor"),
         "client": _keygen(where / "client"),
         "client_file": str(where / "client"),
     }
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Keys for this module's servers and client."""
+    return make_keys(tmp_path_factory.mktemp("keys"))
 
 
 class _Handler(paramiko.ServerInterface):
@@ -74,7 +78,13 @@ class _Handler(paramiko.ServerInterface):
 
         def finish() -> None:
             time.sleep(0.05)  # after the exec reply has gone out
-            channel.send_exit_status(0)
+            answer = self.server.reply(command.decode())
+            if answer is None:
+                return  # a command that never ends
+            out, err, code = answer
+            channel.sendall(out.encode())
+            channel.sendall_stderr(err.encode())
+            channel.send_exit_status(code)
             channel.close()
 
         threading.Thread(target=finish, daemon=True).start()
@@ -123,6 +133,8 @@ class RecordingServer(LoopbackServer):
         self.client_key = client_key
         self.auth: list[tuple[str, str]] = []
         self.execs: list[str] = []
+        # What a command prints and its exit code; None: it never ends.
+        self.reply: Callable[[str], tuple[str, str, int] | None] = lambda _: ("", "", 0)
         self._transports: list[paramiko.Transport] = []
         super().__init__()
 
@@ -148,7 +160,7 @@ def server(keys: dict[str, Any]) -> Iterator[RecordingServer]:
     running.close()
 
 
-def _transport(
+def ssh_transport(
     server: RecordingServer, keys: dict[str, Any], known: Path, **options: Any
 ) -> FabricTransport:
     node = Node(name="w1", address="127.0.0.1", user="root", port=server.port,
@@ -167,7 +179,7 @@ def test_case_01_the_server_sees_a_trusted_client_authenticate_and_run(
     # The control: with the right key known, auth and the command do reach this server.
     known = tmp_path / "known_hosts"
     known.write_text(_known_line(server.port, keys["host"]))
-    transport = _transport(server, keys, known)
+    transport = ssh_transport(server, keys, known)
     try:
         assert transport.run(cmd("touch", "/tmp/canary")).exit_code == 0
     finally:
@@ -181,7 +193,7 @@ def test_case_01_unknown_key_is_refused_before_any_credential_or_command(
 ) -> None:
     known = tmp_path / "known_hosts"
     known.write_text("")
-    transport = _transport(server, keys, known)
+    transport = ssh_transport(server, keys, known)
     with pytest.raises(HostKeyError) as refused:
         transport.run(cmd("touch", "/tmp/canary"))
     message = str(refused.value)
@@ -201,7 +213,7 @@ def test_case_01_trust_on_first_use_is_opt_in_and_records_0600_atomically(
     old_umask = os.umask(0)  # the worst umask: the file must still be private
     try:
         opt_in = {"accept_new_host_keys": True, "record_new_host_keys_to": record}
-        transport = _transport(server, keys, tmp_path / "none", **opt_in)
+        transport = ssh_transport(server, keys, tmp_path / "none", **opt_in)
         try:
             assert transport.run(cmd("true")).exit_code == 0
         finally:
@@ -213,7 +225,7 @@ def test_case_01_trust_on_first_use_is_opt_in_and_records_0600_atomically(
     assert stat.S_IMODE(record.parent.stat().st_mode) == 0o700
     assert sorted(p.name for p in record.parent.iterdir()) == ["known_hosts"]
     # The recorded key is trusted from now on without the opt-in.
-    again = _transport(server, keys, record)
+    again = ssh_transport(server, keys, record)
     try:
         assert again.run(cmd("true")).exit_code == 0
     finally:
@@ -252,7 +264,7 @@ def test_case_02_changed_key_is_refused_before_any_credential_even_with_accept_n
     keys: dict[str, Any], impostor: tuple[RecordingServer, Path]
 ) -> None:
     server, known = impostor
-    transport = _transport(server, keys, known, accept_new_host_keys=True)
+    transport = ssh_transport(server, keys, known, accept_new_host_keys=True)
     with pytest.raises(HostKeyError) as refused:
         transport.run(cmd("touch", "/tmp/canary"))
     message = str(refused.value)
@@ -269,7 +281,7 @@ def test_case_02_paramiko_raises_bad_host_key_underneath(
     keys: dict[str, Any], impostor: tuple[RecordingServer, Path]
 ) -> None:
     server, known = impostor
-    connection = _transport(server, keys, known)._make_connection()
+    connection = ssh_transport(server, keys, known)._make_connection()
     with pytest.raises(paramiko.BadHostKeyException):
         connection.open()
     connection.close()
