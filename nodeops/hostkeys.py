@@ -41,6 +41,23 @@ def load_known_hosts(client: paramiko.SSHClient, extra: Iterable[Path] = ()) -> 
                 raise HostKeyError(f"cannot read known_hosts file {resolved}: {error}") from None
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create a directory and any missing parents, each 0700 whatever the umask.
+
+    mkdir(parents=True) gives parents 0777 & ~umask (world-writable under umask 000); the
+    umask itself is left alone, as it is shared by every thread of the run.
+    """
+    missing: list[Path] = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another run: theirs to keep
+
+
 def known_hosts_name(hostname: str, port: int) -> str:
     """The host as known_hosts names it: `host`, or `[host]:port` off port 22."""
     return hostname if port == 22 else f"[{hostname}]:{port}"
@@ -51,7 +68,7 @@ def record_host_key(path: Path, host: str, key: paramiko.PKey) -> None:
     path = path.expanduser()
     line = f"{host} {key.get_name()} {key.get_base64()}\n"
     with _record_lock:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         existing = path.read_text() if path.exists() else ""
         if line in existing.splitlines(keepends=True):
             return

@@ -21,6 +21,7 @@ from typing import Any
 
 from nodeops.cmd import Cmd
 from nodeops.errors import NodeopsError
+from nodeops.hostkeys import make_private_dirs
 from nodeops.node import Node
 from nodeops.result import Result
 from nodeops.transport import Transport
@@ -60,7 +61,7 @@ class Journal:
         """Create a new journal (0600 in a 0700 directory) and record the run's start."""
         directory = directory.expanduser()
         try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(directory)
             run_id = new_run_id(task)
             path = directory / f"{run_id}.jsonl"
             # O_EXCL: a journal is never overwritten, even by a run started the same second.
@@ -80,7 +81,9 @@ class Journal:
         )
         with self._lock:
             try:
-                with self.path.open("a", encoding="utf-8") as out:
+                # 0600 even when a resumed run has to create the file again.
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as out:
                     out.write(line + "\n")
                     out.flush()
                     os.fsync(out.fileno())
