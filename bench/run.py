@@ -7,12 +7,43 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from bench import report
-from bench.common import RAW, BenchError, missing_requirements, say
+from bench.common import RAW, BenchError, Series, missing_requirements, say
+from bench.fanout import SizeResult
 
 PARTS = ("startup", "fanout", "upgrade")
 WORKDIR = Path("/var/lib/nodeops-bench")  # not /tmp: nodeops refuses etcd backups there
+
+
+FANOUT_JSON = RAW / "fanout.json"
+
+
+def _size_json(result: SizeResult) -> dict[str, Any]:
+    return {
+        "nodes": result.nodes,
+        "lab_up": result.lab_up,
+        "load": result.load,
+        "series": {k: asdict(v) for k, v in result.series.items()},
+    }
+
+
+def _earlier_fanout() -> list[SizeResult]:
+    """The fan-out sizes an earlier run recorded in bench/results/raw/fanout.json."""
+    try:
+        data = json.loads(FANOUT_JSON.read_text())
+    except (OSError, ValueError):
+        return []
+    return [
+        SizeResult(
+            nodes=int(d["nodes"]),
+            series={k: Series(**v) for k, v in d["series"].items()},
+            load=[(a, b, c) for a, b, c in d["load"]],
+            lab_up=float(d["lab_up"]),
+        )
+        for d in data
+    ]
 
 
 def check_requirements() -> None:
@@ -32,6 +63,7 @@ def run(
     reps: int,
     workers: list[int],
     slow_reps: dict[int, int],
+    ansible_default_max: int = 1000,
 ) -> list[Path]:
     """Run the chosen parts; returns the results files written."""
     from bench import fanout, startup, upgrade
@@ -44,30 +76,22 @@ def run(
     WORKDIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run", dir=WORKDIR))
     written: list[Path] = []
-    bare_ups: dict[int, float] = {}
+    # Sizes measured by an earlier `invoke bench` stay in the tables until measured again.
+    earlier = {r.nodes: r for r in _earlier_fanout() if r.nodes not in sizes}
+    bare_ups = {n: r.lab_up for n, r in earlier.items()}
     if "fanout" in parts:
-        results = []
+        results = list(earlier.values())
         for n in sizes:
-            result = fanout.bench_size(n, reps, workdir, list(fanout.TOOLS), slow_reps.get(n, reps))
-            results.append(result)
+            tools = [
+                t for t in fanout.TOOLS if t != fanout.ANSIBLE_DEFAULT or n <= ansible_default_max
+            ]
+            result = fanout.bench_size(n, reps, workdir, tools, slow_reps.get(n, reps))
+            results = sorted([*results, result], key=lambda r: r.nodes)
             bare_ups[n] = result.lab_up
             # Written after each size, so a long run leaves its finished part behind.
             written.append(report.write("fanout.md", report.fanout_markdown(results)))
             report.fanout_plot(results, report.RESULTS / "fanout.png")
-            (RAW / "fanout.json").write_text(
-                json.dumps(
-                    [
-                        {
-                            "nodes": r.nodes,
-                            "lab_up": r.lab_up,
-                            "load": r.load,
-                            "series": {k: asdict(v) for k, v in r.series.items()},
-                        }
-                        for r in results
-                    ],
-                    indent=1,
-                )
-            )
+            FANOUT_JSON.write_text(json.dumps([_size_json(r) for r in results], indent=1))
         written.append(report.RESULTS / "fanout.png")
     if "upgrade" in parts:
         done: list[upgrade.UpgradeResult] = []
