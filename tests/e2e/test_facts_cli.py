@@ -122,14 +122,21 @@ def test_run_groups_output_and_exit_codes(lab: nodeops_lab.LabState, home: Path)
     quoted = nodeops("run", "--node", "cp1", "-i", inventory, "--", "echo", "$(id)", home=home)
     assert "== cp1: exit 0 ==\n$(id)\n" in quoted.stdout
     shell = nodeops(
-        "run", "--node", "worker2", "--shell", "-i", inventory, "--", "rpm -q kubeadm; exit 3",
+        "run",
+        "--node",
+        "worker2",
+        "--shell",
+        "-i",
+        inventory,
+        "--",
+        "rpm -q kubeadm; exit 3",
         home=home,
     )
     assert shell.returncode == 1
     assert "== worker2: exit 3 ==\npackage kubeadm is not installed\n" in shell.stdout
 
 
-def test_unknown_host_key_is_refused_before_authentication(
+def test_case_01_unknown_host_key_is_refused_before_authentication(
     lab: nodeops_lab.LabState, tmp_path: Path, home: Path
 ) -> None:
     empty = tmp_path / "known_hosts"
@@ -146,7 +153,7 @@ def test_unknown_host_key_is_refused_before_authentication(
     assert empty.read_text() == ""
 
 
-def test_accept_new_host_keys_records_them_0600(
+def test_case_01_accept_new_host_keys_records_them_0600(
     lab: nodeops_lab.LabState, tmp_path: Path, home: Path
 ) -> None:
     known = tmp_path / "known_hosts"
@@ -162,7 +169,7 @@ def test_accept_new_host_keys_records_them_0600(
     assert again.returncode == 0, again.stderr
 
 
-def test_changed_host_key_is_refused_even_with_accept_new(
+def test_case_02_changed_host_key_is_refused_even_with_accept_new(
     lab: nodeops_lab.LabState, tmp_path: Path, home: Path
 ) -> None:
     # Claim worker1's address has cp1's key: exactly what a reinstalled node or an impostor shows.
@@ -182,7 +189,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(
 
 
 @pytest.mark.parametrize("hostile", ["w1;touch /tmp/nodeops-pwn", "$(id)", "-oProxyCommand=id"])
-def test_hostile_node_names_are_rejected_before_connecting(
+def test_case_05_hostile_node_names_are_rejected_before_connecting(
     lab: nodeops_lab.LabState, tmp_path: Path, home: Path, hostile: str
 ) -> None:
     canary = Path("/tmp/nodeops-pwn")
