@@ -33,7 +33,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from nodeops import etcdops, kube, packages, staticpodops, staticpods
+from nodeops import etcdops, kube, packages, staticpodops, staticpods, versions
 from nodeops.cmd import Cmd, Raw, Secret, cmd, sequence
 from nodeops.drainplan import DrainOptions
 from nodeops.errors import NodeopsError
@@ -330,6 +330,11 @@ BUILDERS: dict[str, Callable[[str], Cmd | None]] = {
     "unhold yum": lambda h: packages.unhold("yum", [h], versionlock=True),
     "available_versions": lambda h: packages.available_versions_cmd("dnf", h, repo_id=h),
     "package_spec": lambda h: cmd("true", packages.package_spec("apt", "kubeadm", h)),
+    # nodeops/versions.py: a version from the user or a node, as nodesteps' inline
+    # `kubeadm upgrade apply vX` uses it
+    "kubeadm apply version": lambda h: cmd(
+        "kubeadm", "upgrade", "apply", versions.parse_version(h).v, "-y", sudo=True
+    ),
     # nodeops/kube.py
     "kubectl": lambda h: kube.kubectl("get", "--", h, kubeconfig=h),
     "get_json": lambda h: kube.get_json([h, "pods"]),
@@ -490,12 +495,8 @@ def _no_pwn() -> Iterator[None]:
     assert not Path("/tmp/nodeops-fuzz-pwn").exists()
 
 
-# Builders with a known finding, written up in /work/notes/security-upgrade-bugs.md.
-KNOWN = {
-    "get_resources": "etcdops.get_resources passes a resource name before `--`: a name "
-    "starting with '-' is read by kubectl as an option (names come validated from "
-    "parse_api_resources; the builder itself does not check)",
-}
+# Builders with a known finding (a strict xfail each, dropped once fixed).
+KNOWN: dict[str, str] = {}
 NAMES = [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n])) if n in KNOWN else n
     for n in sorted(BUILDERS)
