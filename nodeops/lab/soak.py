@@ -28,12 +28,13 @@ START_PATCH = 2
 # eviction under a budget; runs without one are faster, runs with one keep drains honest.
 BUDGETS: tuple[int | None, ...] = (2, 1, None)
 PRECORDON_CHANCE = 0.3
+TWO_WORKERS = 0.3  # of the labs; the others have one worker, and cost a third less
 KILL_DELAY = (0.0, 3.0)  # seconds after the trigger step starts
 # Half the faults are transient (on for HOLD seconds: nodeops may ride them out), half stay
 # on until nodeops gives up (it must fail cleanly, and the resume must finish the job), but
-# at most LONG_HOLD seconds: longer than the soak's drain, dpkg lock and Ready timeouts.
+# at most LONG_HOLD seconds.
 HOLD = (1.0, 10.0)
-LONG_HOLD = 50.0
+LONG_HOLD = 150.0
 # Faults that act at one later moment of a node's upgrade (the next kubeadm run, kubelet
 # restart, install, drain ...): triggered at that step or before it, or they would do nothing.
 ACTS_AT = {
@@ -128,7 +129,7 @@ def plan_run(
     of two cordoned by the operator, its drain could never finish, so those runs have none.
     """
     rng = random.Random(seed)  # noqa: S311 -- reproducible test plans, not secrets
-    workers = rng.choice((1, 2))
+    workers = 2 if rng.random() < TWO_WORKERS else 1
     worker_os = tuple(rng.choice(tuple(operating_systems)) for _ in range(workers))
     minor = rng.choice(START_MINORS)
     precordon = None
