@@ -1018,9 +1018,10 @@ def parse_api_resources(text: str) -> list[str]:
 
 
 def get_resources(names: Sequence[str]) -> Cmd:
-    """One round trip: `kubectl get NAME -A -o json` for each name, each its own probe."""
+    """One round trip: `kubectl get -A -o json -- NAME` for each name, each its own probe
+    (after `--`, a name can never be read as an option)."""
     probes = [
-        Probe(f"r{index}", kube.kubectl("get", name, "--all-namespaces", "-o", "json"))
+        Probe(f"r{index}", kube.kubectl("get", "--all-namespaces", "-o", "json", "--", name))
         for index, name in enumerate(names)
     ]
     return script_for(probes)
