@@ -391,6 +391,7 @@ def wait_trigger(proc: Proc, journal: JournalFollower, plan: SoakPlan) -> bool:
     return False
 
 
+REPAIR_DPKG = "--repair-dpkg"
 RESUME = re.compile(r"resume with: nodeops (.*--resume \S+)")
 AT_TARGET = re.compile(r"every node is at (\d+\.\d+\.\d+)")
 
@@ -462,6 +463,10 @@ def drive(lab: SoakLab, plan: SoakPlan) -> tuple[str, str | None, str]:
         outcome += "+rerun"
     else:
         outcome += "+resumed"
+    if REPAIR_DPKG in err and REPAIR_DPKG not in args:
+        # The operator follows the message's remedy for an interrupted dpkg.
+        args.append(REPAIR_DPKG)
+        outcome += "(repair-dpkg)"
     code, out, err = run_nodeops(lab, args, "resume")
     printed = AT_TARGET.findall(out)
     if code != 0:
@@ -499,7 +504,11 @@ def _run_seed(seed: int, workdir: Path) -> RunResult:
     plan = plan_for(seed)
     where = workdir / f"seed-{seed}"
     shutil.rmtree(where, ignore_errors=True)
-    return run_one(plan, where)
+    try:
+        return run_one(plan, where)
+    except SystemExit:
+        # SIGTERM in a worker process: its lab is down by now; take no further run.
+        os._exit(143)
 
 
 def soak(
