@@ -128,7 +128,8 @@ class JournaledTransport:
                 "command-error",
                 node=self.node.name,
                 step=self.step,
-                command=command.display(),
+                # Shown as the "command" events show it (no sudo wrapper when root).
+                command=command.display(as_root=bool(getattr(self.inner, "as_root", False))),
                 seconds=round(time.monotonic() - started, 3),
                 error=str(error),
             )

@@ -18,6 +18,16 @@ from nodeops.lab import cluster
 # kubectl as an operator runs it on the control plane; a private HOME keeps its discovery
 # cache out of the node's /root between tests.
 KUBECTL = "HOME=/tmp/kubectl-home kubectl --kubeconfig /etc/kubernetes/admin.conf"
+# Everything a dry run or a refused run must leave alone, as one digest per node.
+FINGERPRINT = r"""
+for d in /etc/apt/sources.list.d /etc/yum.repos.d /etc/kubernetes /var/lib/kubelet/config.yaml; do
+  [ -e "$d" ] && find "$d" -type f -print0 | sort -z | xargs -0 -r sha256sum
+done
+dpkg-query -W -f '${Package} ${Version} ${db:Status-Abbrev}\n' 2>/dev/null | sort
+rpm -qa 2>/dev/null | sort
+apt-mark showhold 2>/dev/null
+true
+"""
 
 
 class ClusterLab:

@@ -26,21 +26,12 @@ import pytest
 
 from nodeops import lab as nodeops_lab
 from nodeops.lab import cluster
+from tests.e2e.labkit import FINGERPRINT
 
 pytestmark = pytest.mark.lab
 
 NODES = ("cp1", "worker1", "worker2", "worker3")
 KUBECTL = "HOME=/tmp/kubectl-home kubectl --kubeconfig /etc/kubernetes/admin.conf"
-# Everything a dry run must leave alone, as one digest per node.
-FINGERPRINT = r"""
-for d in /etc/apt/sources.list.d /etc/yum.repos.d /etc/kubernetes /var/lib/kubelet/config.yaml; do
-  [ -e "$d" ] && find "$d" -type f -print0 | sort -z | xargs -0 -r sha256sum
-done
-dpkg-query -W -f '${Package} ${Version} ${db:Status-Abbrev}\n' 2>/dev/null | sort
-rpm -qa 2>/dev/null | sort
-apt-mark showhold 2>/dev/null
-true
-"""
 
 
 @dataclass
