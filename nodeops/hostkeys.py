@@ -7,10 +7,11 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import paramiko
+from paramiko.hostkeys import InvalidHostKey
 
 from nodeops.errors import HostKeyError
 
@@ -27,18 +28,51 @@ def fingerprint(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def load_known_hosts(client: paramiko.SSHClient, extra: Iterable[Path] = ()) -> None:
+def load_known_hosts(client: paramiko.SSHClient, extra: Iterable[Path] = ()) -> frozenset[str]:
     """Load the user's, the system's and any extra known_hosts files into a client.
 
-    They are loaded as "system" keys, so paramiko never rewrites them.
+    They are loaded as "system" keys, so paramiko never rewrites them. Returns the keys
+    (base64) that a `@revoked` line revokes: those are left out of the loaded keys, so a
+    host offering one is unknown, and HostKeyPolicy refuses it. `@cert-authority` lines are
+    skipped: paramiko cannot check host certificates, so a host trusted only through a CA
+    stays unknown (refused) instead of the whole file being unreadable.
     """
+    texts: list[tuple[Path, str]] = []
     for path in (USER_KNOWN_HOSTS, SYSTEM_KNOWN_HOSTS, *extra):
         resolved = path.expanduser()
         if resolved.is_file():
             try:
-                client.load_system_host_keys(str(resolved))
-            except (OSError, paramiko.SSHException) as error:
+                texts.append((resolved, resolved.read_text(encoding="utf-8", errors="replace")))
+            except OSError as error:
                 raise HostKeyError(f"cannot read known_hosts file {resolved}: {error}") from None
+    revoked = frozenset(key for _, text in texts for key in _marked(text, "@revoked"))
+    for resolved, text in texts:
+        plain = [line for line in text.splitlines() if _plain_key(line, revoked)]
+        # paramiko loads host keys from a file only: a private temp copy of the plain lines.
+        with tempfile.NamedTemporaryFile("w", prefix="nodeops-known-hosts.") as copy:
+            copy.write("".join(line + "\n" for line in plain))
+            copy.flush()
+            try:
+                client.load_system_host_keys(copy.name)
+            except (OSError, paramiko.SSHException, InvalidHostKey) as error:
+                raise HostKeyError(f"cannot read known_hosts file {resolved}: {error}") from None
+    return revoked
+
+
+def _marked(text: str, marker: str) -> Iterator[str]:
+    """The keys (base64) of a known_hosts text's lines with that marker."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] == marker:
+            yield fields[3]
+
+
+def _plain_key(line: str, revoked: frozenset[str]) -> bool:
+    """Whether a known_hosts line is a plain host key entry that is not revoked."""
+    fields = line.split()
+    if not fields or fields[0].startswith(("#", "@")):
+        return False
+    return not (len(fields) >= 3 and fields[2] in revoked)
 
 
 def make_private_dirs(path: Path) -> None:
@@ -93,14 +127,26 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     record it. A *changed* key never reaches this policy: paramiko refuses it itself.
     """
 
-    def __init__(self, *, accept_new: bool = False, record_to: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        accept_new: bool = False,
+        record_to: Path | None = None,
+        revoked: frozenset[str] = frozenset(),
+    ) -> None:
         self.accept_new = accept_new
         self.record_to = record_to or USER_KNOWN_HOSTS
+        self.revoked = revoked
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         described = f"{key.get_name()} key {fingerprint(key)}"
+        if key.get_base64() in self.revoked:
+            raise HostKeyError(
+                f"{hostname}: the host key ({described}) is REVOKED in known_hosts (@revoked). "
+                "Refusing to connect, whatever --accept-new-host-keys says."
+            )
         if not self.accept_new:
             raise HostKeyError(
                 f"{hostname}: unknown host key ({described}). Refusing to connect. Check the "

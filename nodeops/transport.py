@@ -148,11 +148,12 @@ class FabricTransport:
         for key in ("userknownhostsfile", "globalknownhostsfile"):
             for path in str(ssh_config.get(key, "")).split():
                 files.append(Path(path).expanduser())
-        load_known_hosts(client, files)
+        revoked = load_known_hosts(client, files)
         client.set_missing_host_key_policy(
             HostKeyPolicy(
                 accept_new=self.options.accept_new_host_keys,
                 record_to=self.options.record_new_host_keys_to,
+                revoked=revoked,
             )
         )
 

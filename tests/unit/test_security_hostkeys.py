@@ -163,9 +163,12 @@ def server(keys: dict[str, Any]) -> Iterator[RecordingServer]:
 def ssh_transport(
     server: RecordingServer, keys: dict[str, Any], known: Path, **options: Any
 ) -> FabricTransport:
+    """A FabricTransport to the server as root with the client key; known_hosts is `known`
+    unless options name the files."""
     node = Node(name="w1", address="127.0.0.1", user="root", port=server.port,
                 key_file=keys["client_file"])  # fmt: skip
-    settings = SSHOptions(known_hosts=(known,), use_ssh_config=False, connect_timeout=10, **options)
+    options.setdefault("known_hosts", (known,))
+    settings = SSHOptions(use_ssh_config=False, connect_timeout=10, **options)
     return FabricTransport(node, settings)
 
 
@@ -342,3 +345,47 @@ def test_case_03_only_the_transport_builds_ssh_clients() -> None:
         "nodeops/transport.py:Connection",
         "nodeops/transport.py:set_missing_host_key_policy",
     ]
+
+
+def test_case_01_cert_authority_lines_do_not_break_known_hosts(
+    server: RecordingServer, keys: dict[str, Any], tmp_path: Path
+) -> None:
+    """Organisations with an SSH CA have `@cert-authority` lines in known_hosts; the plain
+    entries around them still count (paramiko alone rejects the whole file)."""
+    known = tmp_path / "known_hosts"
+    ca = keys["impostor"]
+    known.write_text(
+        f"@cert-authority *.example.org {ca.get_name()} {ca.get_base64()}\n"
+        + _known_line(server.port, keys["host"])
+    )
+    transport = ssh_transport(server, keys, known)
+    try:
+        assert transport.run(cmd("true")).exit_code == 0
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("accept_new", [False, True])
+def test_case_02_a_revoked_key_is_refused_even_when_listed_or_new(
+    server: RecordingServer, keys: dict[str, Any], tmp_path: Path, accept_new: bool
+) -> None:
+    """OpenSSH refuses a key marked `@revoked`, wherever else it is listed and with
+    accept-new; so does nodeops, before any credential."""
+    host = keys["host"]
+    revoked = tmp_path / "ssh_known_hosts"
+    revoked.write_text(f"@revoked * {host.get_name()} {host.get_base64()}\n")
+    known = tmp_path / "known_hosts"
+    known.write_text(_known_line(server.port, host) if not accept_new else "")
+    transport = ssh_transport(
+        server,
+        keys,
+        known,
+        accept_new_host_keys=accept_new,
+        record_new_host_keys_to=known,
+        known_hosts=(known, revoked),
+    )
+    with pytest.raises(HostKeyError, match="REVOKED") as refused:
+        transport.run(cmd("true"))
+    assert fingerprint(host) in str(refused.value)
+    assert server.auth == [] and server.execs == []
+    assert known.read_text() == ("" if accept_new else _known_line(server.port, host))

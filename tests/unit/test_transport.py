@@ -45,7 +45,9 @@ def test_case_01_unknown_key_is_refused_with_host_and_fingerprint(host_key: para
     assert fingerprint(host_key) in str(error.value)
 
 
-def test_case_01_accept_new_records_atomically_0600(host_key: paramiko.PKey, tmp_path: Path) -> None:
+def test_case_01_accept_new_records_atomically_0600(
+    host_key: paramiko.PKey, tmp_path: Path
+) -> None:
     known = tmp_path / "ssh" / "known_hosts"
     known.parent.mkdir()
     known.write_text("other ssh-ed25519 AAAA")  # no trailing newline: must not be glued on
@@ -76,7 +78,9 @@ def test_known_hosts_name() -> None:
     assert known_hosts_name("10.0.0.1", 2222) == "[10.0.0.1]:2222"
 
 
-def test_case_03_every_connection_refuses_unknown_keys_and_loads_known_hosts(tmp_path: Path) -> None:
+def test_case_03_every_connection_refuses_unknown_keys_and_loads_known_hosts(
+    tmp_path: Path,
+) -> None:
     # Fabric's Connection installs AutoAddPolicy (trust anything); ours must replace it.
     known = tmp_path / "known_hosts"
     known.write_text(
