@@ -42,6 +42,7 @@ from nodeops.etcd.flags import EtcdctlArgs, etcdctl_connection, parse_etcd_manif
 from nodeops.facts import nodefacts, script
 from nodeops.kubeletconfig import _listing_body, kubelet_config_probe, read_files_probe
 from nodeops.upgrade import cluster as upgrade_cluster
+from nodeops.upgrade import lock as upgrade_lock
 from nodeops.upgrade import nodesteps
 
 # `nodeops.etcd` re-exports a function named `restore`, which hides the module of that name.
@@ -398,6 +399,9 @@ BUILDERS: dict[str, Callable[[str], Cmd | None]] = {
     "get_resources": lambda h: etcdops.get_resources([h, "pods"]),
     # nodeops/upgrade/*
     "get_node": lambda h: upgrade_cluster.get_node(h),
+    "get_nodes": lambda h: upgrade_cluster.get_nodes(),
+    "get_system_pods": lambda h: upgrade_cluster.get_system_pods(),
+    "read_lock_cmd": lambda h: upgrade_lock.read_lock_cmd(),
     "installed_cmd": lambda h: nodesteps.installed_cmd(h),
     "kubeadm_upgrade_node": lambda h: nodesteps.kubeadm_upgrade_node(),
     "restart_kubelet": lambda h: nodesteps.restart_kubelet(),
