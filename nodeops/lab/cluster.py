@@ -4,9 +4,11 @@ a control plane as static pods on the first control-plane node, and sample workl
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.util
 import io
 import os
+import re
 import shlex
 import subprocess
 import tarfile
@@ -61,11 +63,17 @@ class ClusterInfo:
     seconds: float
 
 
+def control_planes(state: LabState) -> list[NodeState]:
+    """The lab's control-plane nodes in lab order: the first runs `kubeadm init`, the others
+    join it (`kubeadm join --control-plane`, stacked etcd)."""
+    found = [n for n in state.nodes if CONTROL_PLANE in n.roles]
+    if not found:
+        raise LabError(f"lab {state.name} has no control-plane node")
+    return found
+
+
 def _control_plane(state: LabState) -> NodeState:
-    for n in state.nodes:
-        if CONTROL_PLANE in n.roles:
-            return n
-    raise LabError(f"lab {state.name} has no control-plane node")
+    return control_planes(state)[0]
 
 
 def cluster_dir(state: LabState) -> Path:
@@ -181,57 +189,96 @@ def kubelet_kubeconfig(embedded: str, node: str, *, joined: bool) -> tuple[str, 
     return yaml.safe_dump(out, default_flow_style=False, sort_keys=False), pem
 
 
-def _control_plane_files(
-    state: LabState, cp: NodeState, version: str, work: Path
-) -> tuple[list[_File], dict[str, list[_File]]]:
-    """Files of the control-plane node, and the per-node kubelet files of every node."""
-    from nodeops.lab.sim import pki  # the apiserver simulation's PKI writer
-
-    kube = work / "kubernetes"
-    pki_dir = kube / "pki"
-    pki.write_kubeadm_pki(
-        pki_dir,
-        apiserver_names=[cp.name],
-        apiserver_ips=[cp.address],
-        etcd_names=[cp.name],
-        etcd_ips=[cp.address],
-    )
-    server = f"https://{cp.address}:6443"
-    ca_cert, ca_key = pki_dir / "ca.crt", pki_dir / "ca.key"
-
-    def kubeconfig(name: str, user: str, groups: list[str]) -> Path:
-        path = work / name
-        pki.write_kubeconfig(
-            path, ca_cert=ca_cert, ca_key=ca_key, server=server, user=user, groups=groups
-        )
-        return path
-
+def _pki_files(kube: Path) -> list[_File]:
+    """/etc/kubernetes/pki/** from a work directory's kubernetes/ tree."""
     files = [_dir("/etc/kubernetes"), _dir("/etc/kubernetes/pki"), _dir("/etc/kubernetes/pki/etcd")]
-    for path in sorted(pki_dir.rglob("*")):
+    for path in sorted((kube / "pki").rglob("*")):
         if path.is_file():
             rel = path.relative_to(kube)
             files.append(
                 _File(f"/etc/kubernetes/{rel}", _read(path), os.stat(path).st_mode & 0o777)
             )
-    confs = {
-        "admin.conf": ("kubernetes-admin", ["kubeadm:cluster-admins"]),
-        "super-admin.conf": ("kubernetes-super-admin", ["system:masters"]),
-        "controller-manager.conf": ("system:kube-controller-manager", []),
-        "scheduler.conf": ("system:kube-scheduler", []),
-    }
-    for name, (user, groups) in confs.items():
-        files.append(_File(f"/etc/kubernetes/{name}", _read(kubeconfig(name, user, groups)), 0o600))
-    files.append(_dir(manifests.MANIFESTS))
-    for name, text in manifests.control_plane_manifests(cp.name, cp.address, f"v{version}").items():
-        files.append(_File(f"{manifests.MANIFESTS}/{name}", text.encode(), 0o600))
-    files.append(_dir("/var/lib/etcd", 0o700))
+    return files
+
+
+#: kubeconfig file -> (user, groups, whether its server is the node's own API server).
+#: kubeadm points controller-manager.conf and scheduler.conf at the local API endpoint and
+#: admin.conf (and kubelet.conf) at the controlPlaneEndpoint; super-admin.conf is written by
+#: `kubeadm init` only.
+_CONFS = {
+    "admin.conf": ("kubernetes-admin", ["kubeadm:cluster-admins"], False),
+    "super-admin.conf": ("kubernetes-super-admin", ["system:masters"], False),
+    "controller-manager.conf": ("system:kube-controller-manager", [], True),
+    "scheduler.conf": ("system:kube-scheduler", [], True),
+}
+
+
+def _control_plane_files(
+    state: LabState, version: str, work: Path
+) -> tuple[dict[str, list[_File]], dict[str, list[_File]]]:
+    """The files of each control-plane node (pki, kubeconfigs, static pods), and the per-node
+    kubelet files of every node. The first control plane's CAs are shared with the others."""
+    from nodeops.lab.sim import pki  # the apiserver simulation's PKI writer
+
+    cps = control_planes(state)
+    first = cps[0]
+    endpoint = f"https://{first.address}:6443"  # the ClusterConfiguration's controlPlaneEndpoint
+    kube = work / "kubernetes"
+    pki.write_kubeadm_pki(
+        kube / "pki",
+        apiserver_names=[first.name],
+        apiserver_ips=[first.address],
+        etcd_names=[first.name],
+        etcd_ips=[first.address],
+    )
+    ca_cert, ca_key = kube / "pki" / "ca.crt", kube / "pki" / "ca.key"
+
+    def kubeconfig(node: str, name: str, user: str, groups: list[str], server: str) -> Path:
+        path = work / f"{node}-{name}"
+        pki.write_kubeconfig(
+            path, ca_cert=ca_cert, ca_key=ca_key, server=server, user=user, groups=groups
+        )
+        return path
+
+    cp_files: dict[str, list[_File]] = {}
+    members: list[tuple[str, str]] = []
+    for cp in cps:
+        joined = cp.name != first.name
+        cp_kube = work / f"kubernetes-{cp.name}" if joined else kube
+        if joined:
+            pki.copy_shared_pki(kube / "pki", cp_kube / "pki")
+            pki.write_control_plane_certs(
+                cp_kube / "pki",
+                apiserver_names=[cp.name],
+                apiserver_ips=[cp.address, first.address],
+                etcd_names=[cp.name],
+                etcd_ips=[cp.address],
+            )
+        files = _pki_files(cp_kube)
+        local = f"https://{cp.address}:6443"
+        for name, (user, groups, is_local) in _CONFS.items():
+            if joined and name == "super-admin.conf":
+                continue
+            path = kubeconfig(cp.name, name, user, groups, local if is_local else endpoint)
+            files.append(_File(f"/etc/kubernetes/{name}", _read(path), 0o600))
+        files.append(_dir(manifests.MANIFESTS))
+        texts = manifests.control_plane_manifests(
+            cp.name, cp.address, f"v{version}", etcd_members=members if joined else ()
+        )
+        for name, text in texts.items():
+            files.append(_File(f"{manifests.MANIFESTS}/{name}", text.encode(), 0o600))
+        files.append(_dir("/var/lib/etcd", 0o700))
+        cp_files[cp.name] = files
+        members.append((cp.name, cp.address))
 
     kubelet_config = manifests.dump(manifests.kubelet_configuration()).encode()
     per_node: dict[str, list[_File]] = {}
     stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime())
     for n in state.nodes:
-        conf = kubeconfig(f"kubelet-{n.name}.conf", f"system:node:{n.name}", ["system:nodes"])
-        text, pem = kubelet_kubeconfig(conf.read_text(), n.name, joined=n.name != cp.name)
+        conf = kubeconfig(
+            n.name, "kubelet.conf", f"system:node:{n.name}", ["system:nodes"], endpoint
+        )
+        text, pem = kubelet_kubeconfig(conf.read_text(), n.name, joined=n.name != first.name)
         pem_path = f"{KUBELET_PKI}/kubelet-client-{stamp}.pem"
         node_files = [
             _dir("/etc/kubernetes"),
@@ -247,10 +294,67 @@ def _control_plane_files(
                 "/var/lib/kubelet/kubeadm-flags.env", manifests.kubeadm_flags_env().encode(), 0o644
             ),
         ]
-        if n.name != cp.name:
+        if n.name not in cp_files:
             node_files.append(_File("/etc/kubernetes/pki/ca.crt", _read(ca_cert), 0o644))
         per_node[n.name] = node_files
-    return files, per_node
+    return cp_files, per_node
+
+
+# ---- joining control planes
+
+_ETCDCTL = (
+    "etcdctl",
+    "--endpoints=https://127.0.0.1:2379",
+    f"--cacert={manifests.PKI}/etcd/ca.crt",
+    f"--cert={manifests.PKI}/etcd/healthcheck-client.crt",
+    f"--key={manifests.PKI}/etcd/healthcheck-client.key",
+    "--command-timeout=5s",
+)
+_MEMBER_ADDED = re.compile(r"Member ([0-9a-f]+) added to cluster")
+
+
+def etcd_member_id(output: str) -> str:
+    """The hex member ID in `etcdctl member add` output; LabError if it is not there."""
+    found = _MEMBER_ADDED.search(output)
+    if not found:
+        raise LabError(f"etcdctl member add: unexpected output: {host.tail(output)}")
+    return found.group(1)
+
+
+def join_control_plane(
+    state: LabState,
+    first: NodeState,
+    node: NodeState,
+    start: Callable[[], None],
+    deadline: float,
+) -> None:
+    """`kubeadm join --control-plane`'s etcd part, with EtcdLearnerMode (on by default since
+    kubeadm 1.29): add the node's member as a learner through the first control plane's etcd,
+    start the node (`start` writes its files and starts its kubelet, which runs the etcd static
+    pod), then promote the learner once it has caught up with the leader."""
+    added = _run_in(
+        state,
+        first.name,
+        [
+            *_ETCDCTL,
+            "member",
+            "add",
+            node.name,
+            "--learner",
+            f"--peer-urls={manifests.peer_url(node.address)}",
+        ],
+    )
+    member = etcd_member_id(added)
+    start()
+    while True:
+        try:
+            _run_in(state, first.name, [*_ETCDCTL, "member", "promote", member], timeout=15)
+            return
+        except (LabError, subprocess.TimeoutExpired) as e:
+            # "can only promote a learner member which is in sync with leader" until it is.
+            if time.monotonic() > deadline:
+                raise LabError(f"etcd member {node.name} was never promoted: {e}") from None
+            time.sleep(0.5)
 
 
 # ---- kubelets
@@ -437,7 +541,7 @@ def build_cluster(
     version = version.lstrip("v")
     started = time.monotonic()
     deadline = started + timeout
-    cp = _control_plane(state)
+    cp, *joining = control_planes(state)
     use_packages = _packages_available() if packages is None else packages
     out = cluster_dir(state)
     if (out / ADMIN_CONF).exists():
@@ -445,19 +549,19 @@ def build_cluster(
     out.mkdir(mode=0o700, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=state.state_dir) as tmp:
         work = Path(tmp)
-        cp_files, per_node = _control_plane_files(state, cp, version, work)
+        cp_files, per_node = _control_plane_files(state, version, work)
         admin = out / ADMIN_CONF
-        admin.write_bytes((work / "admin.conf").read_bytes())
+        admin.write_bytes((work / f"{cp.name}-admin.conf").read_bytes())
         admin.chmod(0o600)
         ca_pem = (work / "kubernetes" / "pki" / "ca.crt").read_bytes()
 
     def prepare(n: NodeState) -> None:
-        files = (cp_files if n.name == cp.name else []) + per_node[n.name]
-        install_files(state, n.name, files)
+        install_files(state, n.name, cp_files.get(n.name, []) + per_node[n.name])
         start_kubelet(state, n.name, version, packages=use_packages)
 
+    later = {n.name for n in joining}
     with ThreadPoolExecutor(max_workers=len(state.nodes)) as pool:
-        for f in [pool.submit(prepare, n) for n in state.nodes]:
+        for f in [pool.submit(prepare, n) for n in state.nodes if n.name not in later]:
             f.result()
 
     client = admin_client(state, timeout=2.0)
@@ -466,6 +570,11 @@ def build_cluster(
     _kubeadm_objects(client, version, cp, ca_pem, server)
     _wait(f"node {cp.name} to register", deadline, lambda: client.get(f"/api/v1/nodes/{cp.name}"))
     _mark_control_plane(client, cp.name)
+    for n in joining:
+        join_control_plane(state, cp, n, functools.partial(prepare, n), deadline)
+        path = f"/api/v1/nodes/{n.name}"
+        _wait(f"node {n.name} to register", deadline, functools.partial(client.get, path))
+        _mark_control_plane(client, n.name)
     if addons:
         for path, obj in manifests.addons(f"v{version}"):
             _create(client, path, obj)

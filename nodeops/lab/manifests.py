@@ -7,6 +7,7 @@ kubeadm's sigs.k8s.io/yaml does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -89,8 +90,28 @@ def _static_pod(
     }
 
 
-def etcd_manifest(node: str, address: str, *, data_dir: str = "/var/lib/etcd") -> dict[str, Any]:
-    """/etc/kubernetes/manifests/etcd.yaml for a single-member local etcd."""
+def peer_url(address: str) -> str:
+    """An etcd member's peer URL as kubeadm advertises it."""
+    return f"https://{address}:2380"
+
+
+def etcd_manifest(
+    node: str,
+    address: str,
+    *,
+    data_dir: str = "/var/lib/etcd",
+    members: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """/etc/kubernetes/manifests/etcd.yaml for a local (stacked) etcd member.
+
+    Without `members` the member starts a new single-member cluster (`kubeadm init`). With
+    `members`, the (name, address) of every member already in the cluster, it joins them as
+    `kubeadm join --control-plane` writes it: --initial-cluster lists them and this member
+    (etcd wants itself in the list) and --initial-cluster-state=existing.
+    """
+    initial = [f"{n}={peer_url(a)}" for n, a in members if n != node]
+    initial.append(f"{node}={peer_url(address)}")
+    state = ["--initial-cluster-state=existing"] if members else []
     command = [
         "etcd",
         f"--advertise-client-urls=https://{address}:2379",
@@ -99,8 +120,9 @@ def etcd_manifest(node: str, address: str, *, data_dir: str = "/var/lib/etcd") -
         f"--data-dir={data_dir}",
         "--experimental-initial-corrupt-check=true",
         "--experimental-watch-progress-notify-interval=5s",
-        f"--initial-advertise-peer-urls=https://{address}:2380",
-        f"--initial-cluster={node}=https://{address}:2380",
+        f"--initial-advertise-peer-urls={peer_url(address)}",
+        f"--initial-cluster={','.join(initial)}",
+        *state,
         f"--key-file={PKI}/etcd/server.key",
         f"--listen-client-urls=https://127.0.0.1:2379,https://{address}:2379",
         "--listen-metrics-urls=http://127.0.0.1:2381",
@@ -260,10 +282,13 @@ def scheduler_manifest(version: str) -> dict[str, Any]:
     return _static_pod("kube-scheduler", container, [("kubeconfig", conf, "FileOrCreate", True)])
 
 
-def control_plane_manifests(node: str, address: str, version: str) -> dict[str, str]:
-    """File name -> YAML text of the four kubeadm static pods."""
+def control_plane_manifests(
+    node: str, address: str, version: str, *, etcd_members: Sequence[tuple[str, str]] = ()
+) -> dict[str, str]:
+    """File name -> YAML text of the four kubeadm static pods; `etcd_members` as for
+    etcd_manifest (empty on the first control plane)."""
     return {
-        "etcd.yaml": dump(etcd_manifest(node, address)),
+        "etcd.yaml": dump(etcd_manifest(node, address, members=etcd_members)),
         "kube-apiserver.yaml": dump(apiserver_manifest(address, version)),
         "kube-controller-manager.yaml": dump(controller_manager_manifest(version)),
         "kube-scheduler.yaml": dump(scheduler_manifest(version)),

@@ -129,13 +129,23 @@ def default_spec(
     name: str = DEFAULT_LAB,
     workers: int = 2,
     worker_os: Sequence[str] = ("ubuntu-24.04", "rocky-9"),
+    control_planes: int = 1,
+    control_plane_os: Sequence[str] = ("ubuntu-22.04", "debian-12"),
 ) -> LabSpec:
-    """cp1 (ubuntu-22.04, control-plane and etcd), then worker1.. cycling through worker_os."""
+    """cp1.. (control-plane and etcd, cycling through control_plane_os: cp1 ubuntu-22.04,
+    cp2 debian-12 by default), then worker1.. cycling through worker_os."""
+    if control_planes < 1:
+        raise LabError(f"control_planes must be 1 or more, not {control_planes}")
+    if not control_plane_os:
+        raise LabError("control_plane_os is empty")
     if workers < 0:
         raise LabError(f"workers must be 0 or more, not {workers}")
     if workers and not worker_os:
         raise LabError("worker_os is empty")
-    nodes = [NodeSpec("cp1", "ubuntu-22.04", (CONTROL_PLANE, ETCD))]
+    nodes = [
+        NodeSpec(f"cp{i + 1}", control_plane_os[i % len(control_plane_os)], (CONTROL_PLANE, ETCD))
+        for i in range(control_planes)
+    ]
     nodes += [NodeSpec(f"worker{i + 1}", worker_os[i % len(worker_os)]) for i in range(workers)]
     return LabSpec(name=name, nodes=tuple(nodes))
 

@@ -27,6 +27,8 @@ def _lab() -> Any:
     iterable=["worker_os"],
     help={
         "workers": "How many worker nodes (default 2).",
+        "control_planes": "How many control-plane nodes (default 1): cp2.. join cp1 with "
+        "stacked etcd (cp1 ubuntu-22.04, then debian-12 and ubuntu-22.04 in turn).",
         "worker_os": "OS of the workers, cycled (repeatable): ubuntu-22.04, ubuntu-24.04, "
         "debian-12, rocky-9. Default: ubuntu-24.04 then rocky-9.",
         "name": "Lab name, so several labs can run side by side (default: lab).",
@@ -41,19 +43,20 @@ def up(
     c: Any,
     workers: int = 2,
     worker_os: list[str] | None = None,
+    control_planes: int = 1,
     name: str = DEFAULT_NAME,
     inventory: str | None = None,
     kubernetes: str = "",
     bare: bool = False,
 ) -> None:
-    """Start the local lab (as root): cp1 plus workers, each a network namespace with its own
-    address, OS files and OpenSSH server, made a kubeadm cluster (kube packages installed and
-    held, static-pod control plane with real etcd, kubelets, every node Ready, sample
-    workloads). Idempotent; writes the lab's inventory."""
+    """Start the local lab (as root): cp1 (and cp2.. with --control-planes) plus workers, each
+    a network namespace with its own address, OS files and OpenSSH server, made a kubeadm
+    cluster (kube packages installed and held, static-pod control plane with real etcd,
+    kubelets, every node Ready, sample workloads). Idempotent; writes the lab's inventory."""
     from nodeops.lab import cluster
 
     lab = _lab()
-    kwargs: dict[str, Any] = {"name": name, "workers": workers}
+    kwargs: dict[str, Any] = {"name": name, "workers": workers, "control_planes": control_planes}
     if worker_os:
         kwargs["worker_os"] = tuple(worker_os)
     spec = lab.default_spec(**kwargs)

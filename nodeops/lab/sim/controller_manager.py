@@ -39,6 +39,7 @@ from nodeops.lab.sim.kube_objects import (
 )
 from nodeops.lab.sim.kube_sched import tolerates
 from nodeops.lab.sim.kube_selectors import SelectorError, selector_from_object
+from nodeops.lab.sim.leaderelection import LeaderElector, config_from_flags
 
 Obj = dict[str, Any]
 _OWNER_KINDS = {
@@ -789,17 +790,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     controllers = Controllers(client, grace=grace)
     # Node lifecycle is time-driven: a full pass at least every second even when idle.
     gate = ChangeGate(client, max_idle=1.0)
-    _log(
-        "controllers started: deployment, replicaset, daemonset, disruption,"
-        " garbagecollector, nodelifecycle"
-    )
+    # With several control planes only the holder of the kube-system/kube-controller-manager
+    # Lease runs the controllers, as upstream.
+    elector = LeaderElector(client, config_from_flags(flags, "kube-controller-manager"), log=_log)
+    _log(f"attempting to acquire leader lease as {elector.identity}")
+    led = False
     while not stop.is_set():
         try:
-            if gate.changed():
+            leading = elector.leading()
+            if leading and not led:
+                _log(
+                    "controllers started: deployment, replicaset, daemonset, disruption,"
+                    " garbagecollector, nodelifecycle"
+                )
+            led = leading
+            if leading and gate.changed():
                 controllers.sync()
         except (OSError, ApiStatusError, ValueError, KeyError) as exc:
             _log(f"sync failed: {exc}")
         stop.wait(interval)
+    elector.release()
     return 0
 
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import yaml
 from cryptography import x509
@@ -196,44 +197,85 @@ def load_authority(cert_path: Path, key_path: Path) -> Authority:
     return Authority(cert=cert, key=key)
 
 
-def write_kubeadm_pki(
-    pki_dir: Path,
-    *,
-    apiserver_names: Sequence[str],
-    apiserver_ips: Sequence[str],
-    etcd_names: Sequence[str],
-    etcd_ips: Sequence[str],
-) -> None:
-    """Write kubeadm's /etc/kubernetes/pki layout into `pki_dir` (keys 0600).
+#: The files `kubeadm init --upload-certs` shares with joining control planes (copycerts.go):
+#: the CAs and the service-account key pair; every other certificate is made per node.
+SHARED_FILES = (
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+)
+
+
+class NodeNames(TypedDict):
+    """The names and addresses one control-plane node's certificates carry."""
+
+    apiserver_names: Sequence[str]
+    apiserver_ips: Sequence[str]
+    etcd_names: Sequence[str]
+    etcd_ips: Sequence[str]
+
+
+def write_kubeadm_pki(pki_dir: Path, **names: Unpack[NodeNames]) -> None:
+    """Write kubeadm's /etc/kubernetes/pki layout into `pki_dir` (keys 0600): new CAs and
+    service-account keys, then the node's certificates (write_control_plane_certs)."""
+    for common_name, base in (
+        ("kubernetes", "ca"),
+        ("front-proxy-ca", "front-proxy-ca"),
+        ("etcd-ca", "etcd/ca"),
+    ):
+        authority = new_authority(common_name)
+        _write_pair(pki_dir / base, authority.cert, authority.key)
+    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _write(pki_dir / "sa.key", key_pem(sa), 0o600)
+    sa_pub = sa.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _write(pki_dir / "sa.pub", sa_pub, 0o644)
+    write_control_plane_certs(pki_dir, **names)
+
+
+def copy_shared_pki(source: Path, dest: Path) -> None:
+    """Copy the shared CAs and service-account keys (SHARED_FILES) of one control plane's
+    pki directory into another's, as `kubeadm join --control-plane` downloads them."""
+    for name in SHARED_FILES:
+        data = (source / name).read_bytes()
+        _write(dest / name, data, 0o600 if name.endswith(".key") else 0o644)
+
+
+def write_control_plane_certs(pki_dir: Path, **names: Unpack[NodeNames]) -> None:
+    """Issue one control-plane node's certificates from the CAs already in `pki_dir`.
 
     `apiserver_names`/`apiserver_ips` are added to kubeadm's fixed apiserver SANs (the
     kubernetes.default.* names and the first service IP). The first of `etcd_names` is the
     etcd member name (the CN of etcd's server and peer certificates); localhost, 127.0.0.1
     and ::1 are always in etcd's SANs, as kubeadm puts them there.
     """
-    ca = new_authority("kubernetes")
-    _write_pair(pki_dir / "ca", ca.cert, ca.key)
+    ca = load_authority(pki_dir / "ca.crt", pki_dir / "ca.key")
     cert, key = issue(
         ca,
         "kube-apiserver",
         server=True,
-        dns_names=[*apiserver_names, *_APISERVER_DNS],
-        ips=[_SERVICE_IP, *apiserver_ips],
+        dns_names=[*names["apiserver_names"], *_APISERVER_DNS],
+        ips=[_SERVICE_IP, *names["apiserver_ips"]],
     )
     _write_pair(pki_dir / "apiserver", cert, key)
     cert, key = issue(ca, "kube-apiserver-kubelet-client", organizations=[ADMIN_GROUP], client=True)
     _write_pair(pki_dir / "apiserver-kubelet-client", cert, key)
 
-    front = new_authority("front-proxy-ca")
-    _write_pair(pki_dir / "front-proxy-ca", front.cert, front.key)
+    front = load_authority(pki_dir / "front-proxy-ca.crt", pki_dir / "front-proxy-ca.key")
     cert, key = issue(front, "front-proxy-client", client=True)
     _write_pair(pki_dir / "front-proxy-client", cert, key)
 
-    etcd_ca = new_authority("etcd-ca")
-    _write_pair(pki_dir / "etcd" / "ca", etcd_ca.cert, etcd_ca.key)
+    etcd_ca = load_authority(pki_dir / "etcd" / "ca.crt", pki_dir / "etcd" / "ca.key")
+    etcd_names = names["etcd_names"]
     member = etcd_names[0] if etcd_names else "localhost"
     etcd_dns = ["localhost", *etcd_names]
-    etcd_ip_list = ["127.0.0.1", "::1", *etcd_ips]
+    etcd_ip_list = ["127.0.0.1", "::1", *names["etcd_ips"]]
     for kind in ("server", "peer"):
         cert, key = issue(
             etcd_ca, member, server=True, client=True, dns_names=etcd_dns, ips=etcd_ip_list
@@ -243,13 +285,6 @@ def write_kubeadm_pki(
     _write_pair(pki_dir / "etcd" / "healthcheck-client", cert, key)
     cert, key = issue(etcd_ca, "kube-apiserver-etcd-client", client=True)
     _write_pair(pki_dir / "apiserver-etcd-client", cert, key)
-
-    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write(pki_dir / "sa.key", key_pem(sa), 0o600)
-    sa_pub = sa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    _write(pki_dir / "sa.pub", sa_pub, 0o644)
 
 
 def kubeconfig_text(

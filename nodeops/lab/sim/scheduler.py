@@ -15,6 +15,12 @@ from nodeops.lab.sim.kube_client import ApiStatusError, ChangeGate, Client
 from nodeops.lab.sim.kube_flags import parse_flags
 from nodeops.lab.sim.kube_objects import condition, meta
 from nodeops.lab.sim.kube_sched import choose_node, failure_message
+from nodeops.lab.sim.leaderelection import (
+    ElectionConfig,
+    LeaderElector,
+    config_from_file,
+    config_from_flags,
+)
 
 Obj = dict[str, Any]
 
@@ -85,17 +91,27 @@ def schedule_once(client: Client, scheduler_name: str | frozenset[str]) -> int:
     return bound
 
 
-def read_config(path: str) -> tuple[str | None, frozenset[str]]:
-    """A KubeSchedulerConfiguration's clientConnection.kubeconfig and its profiles' names
-    (a profile without schedulerName is default-scheduler, as upstream defaults it)."""
+def _read_component_config(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f) or {}
     if not isinstance(doc, dict) or doc.get("kind") != "KubeSchedulerConfiguration":
         raise ValueError(f"{path}: not a KubeSchedulerConfiguration")
+    return doc
+
+
+def read_config(path: str) -> tuple[str | None, frozenset[str]]:
+    """A KubeSchedulerConfiguration's clientConnection.kubeconfig and its profiles' names
+    (a profile without schedulerName is default-scheduler, as upstream defaults it)."""
+    doc = _read_component_config(path)
     kubeconfig = (doc.get("clientConnection") or {}).get("kubeconfig") or None
     profiles = doc.get("profiles") or [{}]
     names = frozenset(str(p.get("schedulerName") or "default-scheduler") for p in profiles)
     return kubeconfig, names
+
+
+def read_election(path: str) -> ElectionConfig:
+    """A KubeSchedulerConfiguration's leaderElection (leaderElect defaults to true)."""
+    return config_from_file(_read_component_config(path).get("leaderElection"), "kube-scheduler")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,11 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
     scheduler_name: str | frozenset[str] = flags.get("scheduler-name", "default-scheduler")
     kubeconfig = flags.get("kubeconfig") or flags.get("authentication-kubeconfig")
+    election = config_from_flags(flags, "kube-scheduler")
     if flags.get("config"):
         # Upstream: with --config, the deprecated --kubeconfig and --scheduler-name flags are
-        # ignored; the client and the profiles' scheduler names come from the file.
+        # ignored; the client, the profiles' scheduler names and leader election come from
+        # the file.
         try:
             kubeconfig, scheduler_name = read_config(flags["config"])
+            election = read_election(flags["config"])
         except (OSError, ValueError, yaml.YAMLError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -121,14 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = Client.from_kubeconfig(kubeconfig)
     gate = ChangeGate(client, max_idle=5.0)
     shown = scheduler_name if isinstance(scheduler_name, str) else ",".join(sorted(scheduler_name))
+    # Only the holder of the kube-system/kube-scheduler Lease binds pods, as upstream.
+    elector = LeaderElector(client, election, log=_log)
     _log(f"scheduler {shown} started")
     while not stop.is_set():
         try:
-            if gate.changed():
+            if elector.leading() and gate.changed():
                 schedule_once(client, scheduler_name)
         except (OSError, ApiStatusError, ValueError) as exc:
             _log(f"schedule pass failed: {exc}")
         stop.wait(interval)
+    elector.release()
     return 0
 
 
