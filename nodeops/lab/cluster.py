@@ -72,10 +72,6 @@ def control_planes(state: LabState) -> list[NodeState]:
     return found
 
 
-def _control_plane(state: LabState) -> NodeState:
-    return control_planes(state)[0]
-
-
 def cluster_dir(state: LabState) -> Path:
     """Host-side files of a lab's cluster (the admin kubeconfig)."""
     return state.state_dir / "cluster"
