@@ -12,6 +12,7 @@ from typing import Any
 from bench import report
 from bench.common import RAW, BenchError, Series, missing_requirements, say
 from bench.fanout import SizeResult
+from bench.upgrade import UpgradeResult, from_json
 
 PARTS = ("startup", "fanout", "upgrade")
 WORKDIR = Path("/var/lib/nodeops-bench")  # not /tmp: nodeops refuses etcd backups there
@@ -46,6 +47,22 @@ def _earlier_fanout() -> list[SizeResult]:
     ]
 
 
+UPGRADE_JSON = RAW / "upgrade.json"
+
+
+def _key(result: UpgradeResult) -> tuple[int, str, str]:
+    return (result.workers, "nodeops" if result.tool == "nodeops" else "ansible", result.batch)
+
+
+def _earlier_upgrades() -> list[UpgradeResult]:
+    """The upgrade runs an earlier run recorded in bench/results/raw/upgrade.json."""
+    try:
+        data = json.loads(UPGRADE_JSON.read_text())
+    except (OSError, ValueError):
+        return []
+    return [from_json(d) for d in data]
+
+
 def check_requirements() -> None:
     """Refuse to start, saying what to install, when a peer or the lab cannot run."""
     missing = missing_requirements()
@@ -64,6 +81,7 @@ def run(
     workers: list[int],
     slow_reps: dict[int, int],
     ansible_default_max: int = 1000,
+    ansible_tuned_max: int = 1000,
 ) -> list[Path]:
     """Run the chosen parts; returns the results files written."""
     from bench import fanout, startup, upgrade
@@ -82,9 +100,9 @@ def run(
     if "fanout" in parts:
         results = list(earlier.values())
         for n in sizes:
-            tools = [
-                t for t in fanout.TOOLS if t != fanout.ANSIBLE_DEFAULT or n <= ansible_default_max
-            ]
+            limits = {fanout.ANSIBLE_DEFAULT: ansible_default_max}
+            limits[fanout.ANSIBLE_TUNED] = ansible_tuned_max
+            tools = [t for t in fanout.TOOLS if n <= limits.get(t, n)]
             result = fanout.bench_size(n, reps, workdir, tools, slow_reps.get(n, reps))
             results = sorted([*results, result], key=lambda r: r.nodes)
             bare_ups[n] = result.lab_up
@@ -94,14 +112,20 @@ def run(
             FANOUT_JSON.write_text(json.dumps([_size_json(r) for r in results], indent=1))
         written.append(report.RESULTS / "fanout.png")
     if "upgrade" in parts:
-        done: list[upgrade.UpgradeResult] = []
-        for n in workers:
-            done += upgrade.bench_upgrade(n, workdir)
-            written.append(report.write("upgrade.md", report.upgrade_markdown(done)))
+        keys = {(n, who, batch) for n in workers for who, batch in upgrade.RUNS}
+        done = [r for r in _earlier_upgrades() if _key(r) not in keys]
+
+        def record(result: upgrade.UpgradeResult) -> None:
+            # Written after each run, so a long run leaves its finished part behind.
+            done.append(result)
+            done.sort(key=lambda r: (r.workers, r.tool, r.batch))
+            report.write("upgrade.md", report.upgrade_markdown(done))
             report.upgrade_plot(done, report.RESULTS / "upgrade.png")
-            (RAW / "upgrade.json").write_text(
-                json.dumps([upgrade.describe(r) for r in done], indent=1)
-            )
+            UPGRADE_JSON.write_text(json.dumps([upgrade.describe(r) for r in done], indent=1))
+
+        for n in workers:
+            upgrade.bench_upgrade(n, workdir, record)
+        written.append(report.RESULTS / "upgrade.md")
         written.append(report.RESULTS / "upgrade.png")
     if "startup" in parts:
         started = startup.bench_startup(reps=10, lab_sizes=[3, 50], workdir=workdir)

@@ -24,6 +24,7 @@ def _ints(text: str, option: str) -> list[int]:
         "workers": "Worker counts of the rolling-upgrade labs (default 4,12).",
         "ansible_default_max": "Largest lab Ansible with default settings (forks 5) is timed "
         "on (default 50: at 100 nodes one run takes tens of minutes on 2 cores).",
+        "ansible_tuned_max": "Largest lab tuned Ansible is timed on (default 100).",
     }
 )
 def bench(
@@ -34,6 +35,7 @@ def bench(
     slow_reps: str = "10:2,50:1,100:1",
     workers: str = "4,12",
     ansible_default_max: int = 50,
+    ansible_tuned_max: int = 100,
 ) -> None:
     """Benchmark nodeops against Ansible, pyinfra and Fabric on the local lab (as root).
 
@@ -56,6 +58,7 @@ def bench(
             _ints(workers, "--workers"),
             slow,
             int(ansible_default_max),
+            int(ansible_tuned_max),
         )
     except BenchError as error:
         raise Exit(f"error: {error}", 2) from None

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ TO_MINOR = "1.30"
 DOWNLOAD_SECONDS = 3.0  # per package (kubeadm, kubelet, kubectl: ~20-50 MB each)
 READY_DELAY_SECONDS = 5.0  # a restarted kubelet's first runtime check and PLEG relist
 POLL_SECONDS = 0.2
+#: (tool, batch) of the runs at each lab size.
+RUNS = (("nodeops", "1"), ("nodeops", "25%"), ("ansible", "1"), ("ansible", "25%"))
 PLAYBOOK = Path(__file__).resolve().parent / "peers" / "upgrade.yml"
 READY_KNOB = "/var/lib/nodeops-sim/kubelet-ready-delay"
 
@@ -252,14 +255,19 @@ def run_ansible(the_lab: Lab, batch: str, workdir: Path, version: str) -> Upgrad
     )
 
 
-def bench_upgrade(workers: int, workdir: Path) -> list[UpgradeResult]:
-    """nodeops and Ansible, batch 1 and 25%, each on a fresh lab of 1 + workers nodes."""
+def bench_upgrade(
+    workers: int,
+    workdir: Path,
+    on_result: Callable[[UpgradeResult], None] = lambda _: None,
+    runs: Sequence[tuple[str, str]] = RUNS,
+) -> list[UpgradeResult]:
+    """Each (tool, batch) of runs on a fresh lab of 1 + workers nodes."""
     from nodeops.lab.sim.pkg import catalog
 
     version = catalog.latest_patch(TO_MINOR) or ""
     results: list[UpgradeResult] = []
-    for who in ("nodeops", "ansible"):
-        for batch in ("1", "25%"):
+    for who, batch in runs:
+        if True:
             name = f"bup{workers}{who[0]}{'s' if batch == '1' else 'q'}"
             options = ("--worker-os", "ubuntu-24.04")
             with lab(name, workers + 1, workdir, bare=False, options=options) as the_lab:
@@ -271,7 +279,23 @@ def bench_upgrade(workers: int, workdir: Path) -> list[UpgradeResult]:
                     result = run_ansible(the_lab, batch, workdir, version)
                 common.say(f"  {result.run.wall:.1f} s; cordoned {_fmt(result.windows)}")
                 results.append(result)
+                on_result(result)
     return results
+
+
+def from_json(data: dict[str, Any]) -> UpgradeResult:
+    """A run as describe() recorded it (its output is not kept)."""
+    return UpgradeResult(
+        tool=str(data["tool"]),
+        workers=int(data["workers"]),
+        batch=str(data["batch"]),
+        run=Run(wall=float(data["wall"]), cpu=float(data["cpu"]), exit_code=0, output=""),
+        windows={str(k): float(v) for k, v in data["windows"].items()},
+        load=(data["load"][0], data["load"][1], data["load"][2]),
+        steps=data["steps"],
+        chains=data["chains"],
+        batches=data["batches"],
+    )
 
 
 def _fmt(windows: dict[str, float]) -> str:
