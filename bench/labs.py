@@ -14,6 +14,9 @@ import yaml
 from bench.common import BenchError, Run, measure, say, tool
 
 
+ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class Lab:
     """A running lab as its inventory describes it."""
@@ -76,8 +79,14 @@ def lab(
     down(name)  # a lab left over by an interrupted run would make lab.up a no-op
     say(f"lab {name}: up with {nodes} node(s){' (bare)' if bare else ''}")
     try:
-        run = measure(argv, timeout=3600, log=workdir / f"{name}-up.log")
-        if run.exit_code != 0:
+        for attempt in range(1, ATTEMPTS + 1):
+            run = measure(argv, timeout=3600, log=workdir / f"{name}-up.log")
+            if run.exit_code == 0:
+                break
+            # On a machine loaded by others, a node can miss lab.up's Ready deadline.
+            say(f"lab {name}: lab.up failed (attempt {attempt}): {run.output[-300:]}")
+            down(name)
+        else:
             raise BenchError(f"lab.up {name} failed: {run.output[-2000:]}")
         say(f"lab {name}: up in {run.wall:.1f} s")
         yield read_inventory(name, inventory, run)

@@ -32,7 +32,7 @@ DOWNLOAD_SECONDS = 3.0  # per package (kubeadm, kubelet, kubectl: ~20-50 MB each
 READY_DELAY_SECONDS = 5.0  # a restarted kubelet's first runtime check and PLEG relist
 POLL_SECONDS = 0.2
 #: (tool, batch) of the runs at each lab size.
-RUNS = (("nodeops", "1"), ("nodeops", "25%"), ("ansible", "1"), ("ansible", "25%"))
+RUNS = (("nodeops", "25%"), ("ansible", "25%"), ("nodeops", "1"), ("ansible", "1"))
 PLAYBOOK = Path(__file__).resolve().parent / "peers" / "upgrade.yml"
 READY_KNOB = "/var/lib/nodeops-sim/kubelet-ready-delay"
 
