@@ -13,7 +13,6 @@ import yaml
 
 from bench.common import BenchError, Run, measure, say, tool
 
-
 ATTEMPTS = 3
 
 
