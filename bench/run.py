@@ -14,7 +14,7 @@ from bench.common import RAW, BenchError, Series, missing_requirements, say
 from bench.fanout import SizeResult
 from bench.upgrade import UpgradeResult, from_json
 
-PARTS = ("startup", "fanout", "upgrade")
+PARTS = ("startup", "fanout", "upgrade", "report")
 WORKDIR = Path("/var/lib/nodeops-bench")  # not /tmp: nodeops refuses etcd backups there
 
 
@@ -97,6 +97,15 @@ def run(
     # Sizes measured by an earlier `invoke bench` stay in the tables until measured again.
     earlier = {r.nodes: r for r in _earlier_fanout() if r.nodes not in sizes}
     bare_ups = {n: r.lab_up for n, r in earlier.items()}
+    if "report" in parts:  # the tables and plots again from bench/results/raw, no runs
+        every = sorted(_earlier_fanout(), key=lambda r: r.nodes)
+        if every:
+            written.append(report.write("fanout.md", report.fanout_markdown(every)))
+            report.fanout_plot(every, report.RESULTS / "fanout.png")
+        runs = _earlier_upgrades()
+        if runs:
+            written.append(report.write("upgrade.md", report.upgrade_markdown(runs)))
+            report.upgrade_plot(runs, report.RESULTS / "upgrade.png")
     if "fanout" in parts:
         results = list(earlier.values())
         for n in sizes:

@@ -17,7 +17,8 @@ def _ints(text: str, option: str) -> list[int]:
 
 @task(
     help={
-        "parts": "Which benchmarks, comma-separated: startup, fanout, upgrade (default: all).",
+        "parts": "Which benchmarks, comma-separated: startup, fanout, upgrade (default: all); "
+        "report only writes the tables and plots again from bench/results/raw.",
         "sizes": "Lab sizes of the fan-out (default 10,50,100).",
         "reps": "Timed repetitions of each fan-out tool (default 3).",
         "slow_reps": "Repetitions of the slow Ansible runs per size (default 10:2,50:1,100:1).",
