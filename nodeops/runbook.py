@@ -263,6 +263,7 @@ def plan_runbook(
     drain_plan: Callable[[list[str]], DrainPlan] | None = None,
     drain_flags: Sequence[str] = (),
     hops: bool = False,
+    cordoned_by_run: frozenset[str] = frozenset(),
 ) -> Runbook:
     """Decide the upgrade (pure). Raises Refused listing every reason it cannot start.
 
@@ -350,7 +351,10 @@ def plan_runbook(
             and all(v is not None and v.version == target for v in installed.values())
             and (role == "worker" or state.control_plane_at(node.name, target))
         )
-        plan = NodePlan(node.name, role, current_text, cordoned_before=status.unschedulable)
+        # A node this (resumed) run cordoned is not "cordoned before the run": it is given back.
+        ours = status.unschedulable and node.name in cordoned_by_run
+        cordoned_before = status.unschedulable and not ours
+        plan = NodePlan(node.name, role, current_text, cordoned_before=cordoned_before)
         kubelet = status.kubelet_version
         if not at_target and kubelet is not None and kubelet.minor_key[1] < minor[1] - 1:
             reasons.append(
@@ -358,14 +362,14 @@ def plan_runbook(
                 f" {minor_text(minor)}: upgrade it to {kubelet.major}.{kubelet.minor + 1}"
                 " first"
             )
-        if at_target:
+        if at_target and not ours:
             skipped.append(NodePlan(node.name, role, current_text, skip=f"already at {target}"))
             continue
         if role == "control-plane":
             action: Literal["apply", "node"] = "node" if apply_taken else "apply"
             apply_taken = True
             control_planes.append(
-                NodePlan(node.name, role, current_text, action, None, status.unschedulable)
+                NodePlan(node.name, role, current_text, action, None, cordoned_before)
             )
         else:
             workers.append(plan)

@@ -115,6 +115,7 @@ def _plan(
     max_unavailable: str,
     resume: str | None,
     hops: bool,
+    cordoned_by_run: frozenset[str] = frozenset(),
 ) -> Runbook:
     from nodeops.runbook import plan_runbook
     from nodeops.upgrade import lock
@@ -132,6 +133,7 @@ def _plan(
         drain_plan=drain_planner(inputs.drain_kinds, options),
         drain_flags=_flags(options),
         hops=hops,
+        cordoned_by_run=cordoned_by_run,
     )
 
 
@@ -228,7 +230,10 @@ def _upgrade(
     started_at = time.monotonic()
     with _sessions(c, inv, accept_new_host_keys) as s:
         hops = task_name == "upgrade-cluster"
-        runbook = _plan(c, inv, s, cp, nodes, to, options, unavailable, resume, hops)
+        runbook = _plan(
+            c, inv, s, cp, nodes, to, options, unavailable, resume, hops,
+            frozenset(cordoned_earlier),
+        )  # fmt: skip
         sys.stdout.write(runbook.render(form))
         sys.stdout.flush()
         if dry_run:
@@ -309,8 +314,9 @@ def _upgrade(
                     # The next minor: planned again from what the cluster says now.
                     cordoned_earlier = journals.cordoned_by_run(journals.read(journal.path))
                     runbook = _plan(
-                        c, inv, s, cp, nodes, to, options, unavailable, journal.run_id, hops
-                    )
+                        c, inv, s, cp, nodes, to, options, unavailable, journal.run_id, hops,
+                        frozenset(cordoned_earlier),
+                    )  # fmt: skip
                     shown.say("\n" + runbook.render(form).rstrip("\n"))
                 except NodeopsError as error:
                     run_error = error

@@ -170,10 +170,37 @@ def test_case_10_and_15_lock_waited_out_and_cut_sessions_reconnected(lab: FaultL
     assert len(batches) == 2 and all(b.count("kubeadm upgrade node") == 1 for b in batches), (
         plan.stdout
     )
-    faults.inject(lab.name, "cp1", "dpkg-lock", seconds=25)
+    faults.inject(lab.name, "cp1", "dpkg-lock")
     faults.inject(lab.name, "worker2", "ssh-cut-kubeadm")
     faults.inject(lab.name, "worker1", "ssh-cut-restart")
-    run = lab.run("upgrade-cluster", "--to", "1.30", "--max-unavailable", "2")
+    released: list[float] = []
+
+    def release_the_lock_once_apt_waits() -> None:
+        # Held until cp1's package staging has started (so apt meets it), then let go.
+        journals = lab.home / ".local/state/nodeops/journal"
+        before = set(journals.glob("*.jsonl")) if journals.is_dir() else set()
+
+        def staging() -> bool:
+            return any(
+                '"step-started"' in line and '"cp1"' in line and '"download-packages"' in line
+                for p in (set(journals.glob("*.jsonl")) - before)
+                for line in p.read_text().splitlines()
+            )
+
+        try:
+            wait("cp1's package staging", staging, timeout=400, interval=0.2)
+            time.sleep(6)
+        finally:
+            faults.clear(lab.name, "cp1", "dpkg-lock")
+            released.append(time.monotonic())
+
+    releaser = threading.Thread(target=release_the_lock_once_apt_waits)
+    releaser.start()
+    try:
+        run = lab.run("upgrade-cluster", "--to", "1.30", "--max-unavailable", "2")
+    finally:
+        releaser.join()
+    assert released
     assert run.returncode == 0, run.stdout + run.stderr
     events = lab.journal(run_id_of(run.stdout))
     waited = [

@@ -179,6 +179,31 @@ def test_nodes_at_target_are_skipped_and_a_second_run_plans_nothing() -> None:
     assert "Nothing to do" in book.render()
 
 
+def test_a_resumed_run_gives_back_a_node_at_target_it_cordoned_itself() -> None:
+    def at_target(cordoned: tuple[str, ...]):  # type: ignore[no-untyped-def]
+        world = cluster(cp="1.30.2", workers={"w1": "1.30.2", "w2": "1.29.3"}, cordoned=cordoned)
+        world[0].static_pods[:] = [
+            StaticPod(c, "cp1", v("1.30.2"), True)
+            for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        ]
+        return world
+
+    # w1 reached 1.30.2 but the run stopped before its uncordon: the journal says nodeops
+    # cordoned it, so the resumed run takes it again (its steps then only uncordon it).
+    book = plan(
+        "1.30.2",
+        world=at_target(("w1",)),
+        current_repo=REPO_130,
+        cordoned_by_run=frozenset({"w1"}),
+    )
+    assert [n.name for n in book.nodes] == ["w1", "w2"]
+    assert not any(n.cordoned_before for n in book.nodes)
+    assert "stays cordoned" not in book.render()
+    # An operator's cordon on a node at target: skipped, left alone.
+    book = plan("1.30.2", world=at_target(("w1",)), current_repo=REPO_130)
+    assert [n.name for n in book.nodes] == ["w2"] and "w1" in {n.name for n in book.skipped}
+
+
 def test_drain_needing_force_is_refused_up_front() -> None:
     def needs_force(names: list[str]) -> DrainPlan:
         fate = PodFate(
