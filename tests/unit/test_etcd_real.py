@@ -243,9 +243,7 @@ def test_a_stalled_save_is_killed_reported_and_cleaned_up(real_etcd: RealEtcd) -
     snapdir = str(root / "snapshots")
     path = f"{snapdir}/etcd-lab-cp1-20261127T050000Z.db"
     assert sh(make_private_dir(snapdir)).returncode == 0
-    started = time.monotonic()
-    run = sh(snapshot_save(wrong, path, timeout_seconds=2))
-    assert time.monotonic() - started < 15
+    run = sh(snapshot_save(wrong, path, timeout_seconds=2))  # 124: `timeout` ended it
     outcome = parse_snapshot_save(run.stdout + run.stderr, run.returncode)
     assert run.returncode == 124
     assert not outcome.saved
