@@ -138,9 +138,12 @@ def download_only(
     *,
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
     repo_id: str = DEFAULT_REPO_ID,
+    downgrade: bool = False,
 ) -> Cmd:
     """Fetch the packages into the package cache without installing them (pre-staging
-    before any cordon, so a slow mirror never keeps a node drained)."""
+    before any cordon, so a slow mirror never keeps a node drained). `downgrade`: as
+    `install` does for a planned downgrade (apt refuses one with -y even when only
+    downloading)."""
     specs = _specs(pm, packages)
     if pm == APT:
         return cmd(
@@ -149,6 +152,7 @@ def download_only(
             "-y",
             "--download-only",
             "--allow-change-held-packages",
+            *_allow_downgrades(downgrade),
             *_apt_options(lock_timeout),
             *specs,
             sudo=True,
@@ -156,7 +160,7 @@ def download_only(
         )
     return cmd(
         pm,
-        "install",
+        _rpm_verb(downgrade),
         "-y",
         "--downloadonly",
         f"--disableexcludes={_check_repo_id(repo_id)}",
@@ -172,10 +176,12 @@ def install(
     allow_held: bool = True,
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT,
     repo_id: str = DEFAULT_REPO_ID,
+    downgrade: bool = False,
 ) -> Cmd:
     """Install exactly these versions. apt keeps existing config files (--force-confold),
     waits a bounded time for the dpkg lock, and never downgrades (apt-get -y refuses a
-    downgrade without --allow-downgrades, which is never passed)."""
+    downgrade without --allow-downgrades) unless `downgrade`: the packages of a planned
+    downgrade hop, where apt gets --allow-downgrades and dnf/yum run `downgrade`."""
     specs = _specs(pm, packages)
     if pm == APT:
         held: list[Arg] = ["--allow-change-held-packages"] if allow_held else []
@@ -184,6 +190,7 @@ def install(
             "install",
             "-y",
             *held,
+            *_allow_downgrades(downgrade),
             "-o",
             "Dpkg::Options::=--force-confold",
             *_apt_options(lock_timeout),
@@ -192,8 +199,23 @@ def install(
             env=_APT_ENV,
         )
     return cmd(
-        pm, "install", "-y", *specs, f"--disableexcludes={_check_repo_id(repo_id)}", sudo=True
+        pm,
+        _rpm_verb(downgrade),
+        "-y",
+        *specs,
+        f"--disableexcludes={_check_repo_id(repo_id)}",
+        sudo=True,
     )
+
+
+def _allow_downgrades(downgrade: bool) -> list[Arg]:
+    return ["--allow-downgrades"] if downgrade else []
+
+
+def _rpm_verb(downgrade: bool) -> str:
+    # dnf 4 and 5 would downgrade on `install NAME-VERSION` too, but yum 3 (EL7) refuses an
+    # older version there; `downgrade` works on all three and refuses to raise a package.
+    return "downgrade" if downgrade else "install"
 
 
 def audit(pm: str) -> Cmd | None:

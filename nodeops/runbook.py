@@ -4,15 +4,18 @@ Planning is pure (`plan_runbook`): from what the cluster and the nodes said, the
 a drain planner, it decides the hop (a target several minors ahead is reached one minor at
 a time: the first hop now, the next ones planned again when their turn comes), refuses what
 must be refused (a single node asked to skip a minor, a kubelet more than one minor behind, a
-downgrade, an unknown or NotReady node, a worker whose control plane is not ahead of it,
-a version the current repository does not serve), and orders the nodes: control planes one
-by one, then workers in batches of --max-unavailable, split until no batch's drain would be
-blocked by a PodDisruptionBudget. `execute` runs it: one node's steps after another, the
-batch's nodes in parallel, the line stopped at the first failure.
+downgrade without --allow-downgrade or of more than one minor, an unknown or NotReady node, a
+worker whose control plane is not ahead of it, a version the current repository does not
+serve), and orders the nodes: control planes one by one, then workers in batches of
+--max-unavailable, split until no batch's drain would be blocked by a PodDisruptionBudget (a
+minor downgrade the other way round: workers first, as no kubelet may be newer than the
+apiserver). `execute` runs it: one node's steps after another, the batch's nodes in
+parallel, the line stopped at the first failure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -26,9 +29,11 @@ from nodeops.facts.packages import CORE_PACKAGES
 from nodeops.node import Node
 from nodeops.upgrade.cluster import ClusterState
 from nodeops.versions import (
+    ClusterVersions,
     PackageVersion,
     Version,
     VersionError,
+    allowed_kubelet_range,
     check_hop,
     minor_text,
     parse_package_version,
@@ -97,6 +102,10 @@ class Runbook:
     notes: tuple[str, ...] = ()
     drain_flags: tuple[str, ...] = field(default=())
     later: tuple[str, ...] = ()
+    # A planned downgrade (--allow-downgrade); for a minor one the workers go first, because
+    # the skew policy never allows a kubelet newer than the apiserver.
+    downgrade: bool = False
+    workers_first: bool = False
 
     @property
     def target_text(self) -> str:
@@ -111,7 +120,10 @@ class Runbook:
     @property
     def nodes(self) -> list[NodePlan]:
         """Every node that will be worked on, in order."""
-        return [*self.control_planes, *(n for b in self.batches for n in b)]
+        workers = [n for b in self.batches for n in b]
+        if self.workers_first:
+            return [*workers, *self.control_planes]
+        return [*self.control_planes, *workers]
 
     @property
     def empty(self) -> bool:
@@ -132,6 +144,8 @@ class Runbook:
             "drain_flags": list(self.drain_flags),
             "notes": list(self.notes),
             "later_hops": list(self.later),
+            "downgrade": self.downgrade,
+            "order": "workers first" if self.workers_first else "control planes first",
         }
 
     def render(self, fmt: Format = "text") -> str:
@@ -141,6 +155,8 @@ class Runbook:
         md = fmt == "markdown"
         lines: list[str] = []
         head = f"Upgrade from {self.current} to {self.target_text}"
+        if self.downgrade:
+            head = f"DOWNGRADE from {self.current} to {self.target_text} (--allow-downgrade)"
         if self.later:
             head += f" (hop 1 of {len(self.later) + 1})"
         lines.append(f"# {head}" if md else head)
@@ -149,20 +165,31 @@ class Runbook:
                 f"then hop {number}: to {hop}, planned again from the cluster's state once the"
                 " hop before it has finished"
             )
+        if self.downgrade:
+            order = (
+                "worker batches first, then the control planes one by one (a kubelet may never"
+                " be newer than the apiserver)"
+                if self.workers_first
+                else "control planes one by one, then the worker batches (a patch downgrade)"
+            )
+            mark = "**" if md else ""
+            lines.append(
+                f"{mark}DOWNGRADE: every node goes back to {self.target_text}; order: {order}{mark}"
+            )
         lines.append("")
-        step = 0
 
         def node_line(n: NodePlan) -> str:
             extra = " (cordoned before the run: stays cordoned)" if n.cordoned_before else ""
             return f"{n.name} [{n.role}, now {n.current}, kubeadm upgrade {n.action}]{extra}"
 
-        for n in self.control_planes:
-            step += 1
-            lines.append(f"{step}. control plane {node_line(n)}")
-        for index, batch in enumerate(self.batches, 1):
-            step += 1
-            names = ", ".join(node_line(n) for n in batch)
-            lines.append(f"{step}. worker batch {index} (in parallel): {names}")
+        entries = [f"control plane {node_line(n)}" for n in self.control_planes]
+        batches = [
+            f"worker batch {index} (in parallel): {', '.join(node_line(n) for n in batch)}"
+            for index, batch in enumerate(self.batches, 1)
+        ]
+        entries = [*batches, *entries] if self.workers_first else [*entries, *batches]
+        for step, entry in enumerate(entries, 1):
+            lines.append(f"{step}. {entry}")
         if not self.nodes:
             lines.append("Nothing to do: every node is already at the target.")
         for n in self.skipped:
@@ -263,29 +290,34 @@ def plan_runbook(
     drain_plan: Callable[[list[str]], DrainPlan] | None = None,
     drain_flags: Sequence[str] = (),
     hops: bool = False,
+    allow_downgrade: bool = False,
     cordoned_by_run: frozenset[str] = frozenset(),
 ) -> Runbook:
     """Decide the upgrade (pure). Raises Refused listing every reason it cannot start.
 
     With `hops`, a target more than one minor ahead is reached one minor at a time: this
     runbook is the first hop, and `later` names the hops after it (each planned again from
-    the cluster's state once the one before has finished).
+    the cluster's state once the one before has finished). A target older than the newest
+    apiserver is a downgrade: refused unless `allow_downgrade`, and then only to an exact
+    version at most one minor down (kubeadm's limit); a minor downgrade puts the workers first.
     """
     reasons: list[str] = []
     apiservers = state.apiservers
     if not apiservers:
         raise Refused(["no kube-apiserver pod found in kube-system: is this a kubeadm cluster?"])
     current = min(apiservers.values())
+    newest = max(apiservers.values())
     target = parse_target(to, current)
     if target.is_prerelease:
         raise Refused([f"{target} is a pre-release; nodeops upgrades to releases only"])
     minor = target.minor_key
     if target.major != current.major:
         raise Refused([f"cannot change the major version from {current} to {target}"])
-    if minor < current.minor_key or (target.patch is not None and target < current):
-        raise Refused(
-            [f"{target} is older than the control plane ({current}): downgrades are refused"]
-        )
+    downgrade = minor < newest.minor_key or (target.patch is not None and target < newest)
+    if downgrade:
+        _check_downgrade(target, newest, allow_downgrade)
+        current = newest  # what the downgrade goes back from
+    workers_first = downgrade and minor < newest.minor_key
     later: list[str] = []
     if minor[1] > current.minor + 1:
         if not hops:
@@ -313,6 +345,8 @@ def plan_runbook(
         target = max(max(at_minor), served[-1].version)
     elif target.patch is None and at_minor:
         target = max(at_minor)
+    # The current repository is the current minor's (a minor downgrade's is checked on each
+    # node when its repository is switched, before any cordon).
     if target.patch is not None and minor == current.minor_key:
         served = sorted(p for p in current_repo if p.minor_key == minor)
         if not any(p.version == target for p in served):
@@ -321,7 +355,19 @@ def plan_runbook(
                 f"the v{minor_text(minor)} repository serves {low}; {target} is not there"
             )
     probe = target if target.patch is not None else Version(minor[0], minor[1], 0)
-    reasons.extend(check_hop(state.versions(), probe))
+    if workers_first and not selects_control_plane:
+        # Workers alone go down first: the control plane does not move, so only the skew
+        # between their kubelets at the target and the apiservers matters.
+        allowed = allowed_kubelet_range(apiservers)
+        if target not in allowed:
+            reasons.append(
+                f"a kubelet at {target} is outside what the apiservers allow ({allowed})"
+            )
+    else:
+        versions = state.versions()
+        if workers_first:
+            versions = _after_workers_first(versions, {n.name for n in nodes}, target)
+        reasons.extend(check_hop(versions, probe, allow_downgrade=downgrade))
 
     for name, seen in sorted(state.nodes.items()):
         if not seen.ready:
@@ -356,6 +402,10 @@ def plan_runbook(
         cordoned_before = status.unschedulable and not ours
         plan = NodePlan(node.name, role, current_text, cordoned_before=cordoned_before)
         kubelet = status.kubelet_version
+        if downgrade and role == "worker" and kubelet is not None and kubelet < target:
+            why = f"its kubelet ({kubelet}) is older than {target}: a downgrade never raises a node"
+            skipped.append(NodePlan(node.name, role, current_text, skip=why))
+            continue
         if not at_target and kubelet is not None and kubelet.minor_key[1] < minor[1] - 1:
             reasons.append(
                 f"{node.name}: its kubelet ({kubelet}) is more than one minor behind"
@@ -410,6 +460,11 @@ def plan_runbook(
         " the run stops"
         for name in blocked
     ]
+    if workers_first and control_planes and control_planes[0].action == "apply":
+        notes.append(
+            "kubeadm never downgrades etcd: it stays at its newer version (the etcd snapshot"
+            " taken before the first node is the way back to the data as it was)"
+        )
     if target.patch is None:
         notes.append(
             f"the exact {minor_text(minor)} patch is read from the v{minor_text(minor)}"
@@ -425,4 +480,49 @@ def plan_runbook(
         notes=tuple(notes),
         drain_flags=tuple(drain_flags),
         later=tuple(later),
+        downgrade=downgrade,
+        workers_first=workers_first,
     )
+
+
+def _check_downgrade(target: Version, newest: Version, allowed: bool) -> None:
+    """Refuse a downgrade unless allowed, then one that is not to an exact version at most
+    one minor below the newest apiserver (kubeadm downgrades one minor at a time)."""
+    if not allowed:
+        raise Refused(
+            [
+                f"{target} is older than the control plane ({newest}): downgrades are refused"
+                " (--allow-downgrade allows one minor down at most)"
+            ]
+        )
+    if target.minor < newest.minor - 1:
+        raise Refused(
+            [
+                f"one minor at a time: a downgrade goes back at most one minor, from {newest}"
+                f" to {newest.major}.{newest.minor - 1}, not to {target} (kubeadm downgrades"
+                " one minor at a time), even with --allow-downgrade"
+            ]
+        )
+    if target.patch is None:
+        raise Refused(
+            [
+                f"a downgrade goes to an exact version: name the {target} patch to go back to"
+                f" ({target}.N), not the bare minor"
+            ]
+        )
+
+
+def _after_workers_first(
+    versions: ClusterVersions, names: set[str], target: Version
+) -> ClusterVersions:
+    """The versions a minor downgrade's control plane meets: the run's kubelets already at
+    the target (workers go first; a control plane's own kubelet follows its kubeadm step).
+    A kubelet newer than every apiserver stays as it is, so the skew check still sees it."""
+    newest = max(v.minor_key for v in versions.apiservers.values())
+    kubelets = {
+        name: target
+        if name in names and version > target and version.minor_key <= newest
+        else version
+        for name, version in versions.kubelets.items()
+    }
+    return dataclasses.replace(versions, kubelets=kubelets)

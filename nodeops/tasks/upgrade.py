@@ -49,6 +49,8 @@ COMMON_HELP = {
     "inventory": SELECT_HELP["inventory"],
     "accept_new_host_keys": SELECT_HELP["accept_new_host_keys"],
     "via": "The control-plane node kubectl runs on (default: the inventory's first).",
+    "allow_downgrade": "Allow a target older than the control plane: an exact version at most"
+    " one minor down (a minor downgrade does the workers first).",
     **DRAIN_HELP,
 }
 
@@ -115,6 +117,7 @@ def _plan(
     max_unavailable: str,
     resume: str | None,
     hops: bool,
+    allow_downgrade: bool = False,
     cordoned_by_run: frozenset[str] = frozenset(),
 ) -> Runbook:
     from nodeops.runbook import plan_runbook
@@ -133,6 +136,7 @@ def _plan(
         drain_plan=drain_planner(inputs.drain_kinds, options),
         drain_flags=_flags(options),
         hops=hops,
+        allow_downgrade=allow_downgrade,
         cordoned_by_run=cordoned_by_run,
     )
 
@@ -201,6 +205,7 @@ def _upgrade(
     force: bool,
     accept_new_host_keys: bool,
     repair_dpkg: bool = False,
+    allow_downgrade: bool = False,
 ) -> None:
     from nodeops import journal as journals
     from nodeops.progress import Progress
@@ -231,7 +236,7 @@ def _upgrade(
     with _sessions(c, inv, accept_new_host_keys) as s:
         hops = task_name == "upgrade-cluster"
         runbook = _plan(
-            c, inv, s, cp, nodes, to, options, unavailable, resume, hops,
+            c, inv, s, cp, nodes, to, options, unavailable, resume, hops, allow_downgrade,
             frozenset(cordoned_earlier),
         )  # fmt: skip
         sys.stdout.write(runbook.render(form))
@@ -240,11 +245,17 @@ def _upgrade(
             return
         if runbook.empty and not runbook.later:
             return
-        details = {
+        details: dict[str, Any] = {
             "to": to,
             "nodes": [n.name for n in runbook.nodes],
             "target": runbook.target_text,
         }
+        if runbook.downgrade:
+            # Journaled as such: a reader of the run sees it was a deliberate downgrade.
+            details["downgrade"] = {
+                "from": str(runbook.current),
+                "order": "workers first" if runbook.workers_first else "control planes first",
+            }
         if resume:
             journal = journals.Journal(
                 journal_dir / f"{Path(resume).name}.jsonl", Path(resume).name
@@ -262,6 +273,7 @@ def _upgrade(
                 ("--delete-emptydir-data", delete_emptydir_data),
                 ("--force", force),
                 ("--repair-dpkg", repair_dpkg),
+                ("--allow-downgrade", allow_downgrade),
             )
             if on
         ]
@@ -315,7 +327,7 @@ def _upgrade(
                     cordoned_earlier = journals.cordoned_by_run(journals.read(journal.path))
                     runbook = _plan(
                         c, inv, s, cp, nodes, to, options, unavailable, journal.run_id, hops,
-                        frozenset(cordoned_earlier),
+                        allow_downgrade, frozenset(cordoned_earlier),
                     )  # fmt: skip
                     shown.say("\n" + runbook.render(form).rstrip("\n"))
                 except NodeopsError as error:
@@ -360,6 +372,7 @@ def plan(
     delete_emptydir_data: bool = False,
     force: bool = False,
     accept_new_host_keys: bool = False,
+    allow_downgrade: bool = False,
 ) -> None:
     """Print the runbook of a cluster upgrade, read-only; refusals exit 2.
 
@@ -381,6 +394,7 @@ def plan(
         delete_emptydir_data=delete_emptydir_data,
         force=force,
         accept_new_host_keys=accept_new_host_keys,
+        allow_downgrade=allow_downgrade,
     )
 
 
@@ -406,6 +420,7 @@ def upgrade(
     force: bool = False,
     accept_new_host_keys: bool = False,
     repair_dpkg: bool = False,
+    allow_downgrade: bool = False,
 ) -> None:
     """Upgrade one node to a version, safely; exit 0 only when it reached the target.
 
@@ -430,6 +445,7 @@ def upgrade(
         force=force,
         accept_new_host_keys=accept_new_host_keys,
         repair_dpkg=repair_dpkg,
+        allow_downgrade=allow_downgrade,
     )
 
 
@@ -458,6 +474,7 @@ def upgrade_cluster(
     force: bool = False,
     accept_new_host_keys: bool = False,
     repair_dpkg: bool = False,
+    allow_downgrade: bool = False,
 ) -> None:
     """Upgrade every node of the cluster; exit 0 only when every node reached the target.
 
@@ -480,6 +497,7 @@ def upgrade_cluster(
         force=force,
         accept_new_host_keys=accept_new_host_keys,
         repair_dpkg=repair_dpkg,
+        allow_downgrade=allow_downgrade,
     )
 
 

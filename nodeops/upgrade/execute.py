@@ -249,7 +249,8 @@ def execute(
     say: Callable[[str], None] = lambda line: None,
 ) -> list[NodeOutcome]:
     """Take the cluster lock, upgrade control planes one by one, then worker batches in
-    parallel; stop the line at the first failed node. Releases the lock at the end."""
+    parallel (the other way round for a minor downgrade, after the etcd snapshot all the
+    same); stop the line at the first failed node. Releases the lock at the end."""
     cp_transport = JournaledTransport(sessions.to(kubectl_node), journal, "cluster-lock")
     lock.acquire(cp_transport, journal.run_id)
     outcomes: list[NodeOutcome] = []
@@ -269,23 +270,22 @@ def execute(
             run_dir=run_dir,
             settings=settings,
             cordoned_earlier_by_run=plan.name in cordoned_earlier,
+            downgrade=runbook.downgrade,
         )
 
-    try:
-        if runbook.control_planes and runbook.control_planes[0].action == "apply":
-            first = inventory_nodes[runbook.control_planes[0].name]
-            say(f"etcd snapshot on {first.name}: ...")
-            say(
-                f"etcd snapshot on {first.name}: "
-                + backup_etcd(sessions, first, journal, etcd_backup_dir, etcd_backup_keep)
-            )
+    def control_planes() -> bool:
+        nonlocal target
         for plan in runbook.control_planes:
             outcome = run_node(job_for(plan), on_step)
             outcomes.append(outcome)
             on_node(outcome)
             if not outcome.ok:
-                return outcomes
+                return False
             target = outcome.target
+        return True
+
+    def worker_batches() -> bool:
+        nonlocal target
         for batch in runbook.batches:
             plans = {p.name: p for p in batch}
             results = map_bounded(
@@ -297,9 +297,28 @@ def execute(
                 outcomes.append(outcome)
                 on_node(outcome)
             if not all(o.ok for o in results):
-                return outcomes
+                return False
             if target is None and results:
                 target = results[0].target
+        return True
+
+    # A minor downgrade puts the workers first: a kubelet may never be newer than the apiserver.
+    phases = (
+        (worker_batches, control_planes)
+        if runbook.workers_first
+        else (control_planes, worker_batches)
+    )
+    try:
+        if runbook.control_planes and runbook.control_planes[0].action == "apply":
+            first = inventory_nodes[runbook.control_planes[0].name]
+            say(f"etcd snapshot on {first.name}: ...")
+            say(
+                f"etcd snapshot on {first.name}: "
+                + backup_etcd(sessions, first, journal, etcd_backup_dir, etcd_backup_keep)
+            )
+        for phase in phases:
+            if not phase():
+                break
         return outcomes
     finally:
         try:

@@ -80,6 +80,8 @@ class NodeJob:
     run_dir: str
     settings: UpgradeSettings = field(default_factory=UpgradeSettings)
     cordoned_earlier_by_run: bool = False  # the journal of a resumed run says nodeops cordoned it
+    # A planned downgrade hop (--allow-downgrade): the only case where packages go down.
+    downgrade: bool = False
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     # learned on the way
@@ -398,11 +400,19 @@ def _wanted(ctx: NodeJob, names: Sequence[str]) -> dict[str, PackageVersion]:
         have = ctx.installed.get(name)
         if have is not None and have.version == ctx.package.version:
             continue
-        if have is not None and have.version > ctx.package.version:
+        if have is not None and have.version > ctx.package.version and not ctx.downgrade:
             raise StepFailed(
                 f"{ctx.node.name}: {name} {have} is newer than the target {ctx.package};"
                 " nodeops never downgrades a package"
             )
+        if ctx.downgrade and have is not None:
+            # A planned downgrade goes down one minor at most, and never raises a package.
+            major, minor = ctx.package.minor_key
+            if have.version < ctx.package.version or have.minor_key > (major, minor + 1):
+                raise StepFailed(
+                    f"{ctx.node.name}: {name} {have} cannot go to {ctx.package} in a downgrade,"
+                    " which only lowers packages, by one minor at most"
+                )
         wanted[name] = ctx.package
     return wanted
 
@@ -421,7 +431,7 @@ class DownloadPackages(_Chain):
         if not wanted:
             return []
         command = packages.download_only(
-            ctx.pm, wanted, lock_timeout=ctx.settings.dpkg_lock_timeout
+            ctx.pm, wanted, lock_timeout=ctx.settings.dpkg_lock_timeout, downgrade=ctx.downgrade
         )
         return [Change(f"download {', '.join(sorted(wanted))} {ctx.package}", (command,))]
 
@@ -529,10 +539,13 @@ class _Install(_Chain):
         wanted = _wanted(ctx, self.names)
         if not wanted:
             return []
-        install = packages.install(ctx.pm, wanted, lock_timeout=ctx.settings.dpkg_lock_timeout)
+        install = packages.install(
+            ctx.pm, wanted, lock_timeout=ctx.settings.dpkg_lock_timeout, downgrade=ctx.downgrade
+        )
         hold = packages.hold(ctx.pm, self.names)
         commands = (install,) if hold is None else (install, hold)
-        return [Change(f"install {', '.join(sorted(wanted))} {ctx.package} (held)", commands)]
+        verb = "downgrade" if ctx.downgrade else "install"
+        return [Change(f"{verb} {', '.join(sorted(wanted))} {ctx.package} (held)", commands)]
 
     def apply(self, ctx: NodeJob, changes: Sequence[Change]) -> None:
         for command in changes[0].commands:

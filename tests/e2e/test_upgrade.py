@@ -1,10 +1,10 @@
 """Upgrading the lab cluster with the real CLI over SSH: refusals, dry run, a full upgrade.
 
 One lab for the module: cp1 (Ubuntu 22.04), worker1 (Ubuntu 24.04), worker2 (Debian 12),
-worker3 (Rocky 9), kube 1.29.3. The tests run in file order: refusals and the dry run first
-(nothing may change), then a full upgrade to 1.31 (two hops, 1.30 first), a second run that
-plans nothing, then faults: a drain blocked by a budget (to 1.32) and a failed kubeadm apply
-(to 1.33), each finished by --resume.
+worker3 (Rocky 9), kube 1.29.3. The tests run in file order: refusals and the dry runs first
+(nothing may change), worker1 one minor down (--allow-downgrade) and back, then a full upgrade
+to 1.31 (two hops, 1.30 first), a second run that plans nothing, then faults: a drain blocked
+by a budget (to 1.32) and a failed kubeadm apply (to 1.33), each finished by --resume.
 """
 
 from __future__ import annotations
@@ -203,16 +203,53 @@ def test_case_23_skew_is_refused_before_any_change(lab: Lab) -> None:
     assert (sorted(journals.glob("*")) if journals.is_dir() else []) == earlier
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="case 23: the CLI has no --allow-downgrade (versions.check_hop/upgrade_path take"
-    " allow_downgrade, tasks/upgrade.py does not pass it); see notes/cases-upgrade-bugs.md",
-)
 def test_case_23_a_downgrade_is_planned_with_allow_downgrade(lab: Lab) -> None:
-    """Case 23: 1.28.9 is refused *unless --allow-downgrade*: with it, a dry run plans it."""
+    """Case 23: 1.28.9 is refused *unless --allow-downgrade*: with it, a dry run plans it,
+    workers first, and changes nothing; two minors down stays refused even with the flag."""
+    before = lab.fingerprints()
     run = lab.nodeops("upgrade-cluster", "--to", "1.28.9", "--allow-downgrade", "--dry-run", *DRAIN)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "1.28.9" in run.stdout
+    out = run.stdout
+    assert out.startswith("DOWNGRADE from 1.29.3 to 1.28.9 (--allow-downgrade)\n"), out
+    assert "order: worker batches first, then the control planes one by one" in out
+    assert out.index("worker1 [worker") < out.index("control plane cp1 [control-plane")
+    assert "cp1 [control-plane, now v1.29.3, kubeadm upgrade apply]" in out
+    plan = lab.nodeops("plan", "--to", "1.28.9", "--allow-downgrade", "--format", "json", *DRAIN)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["downgrade"] is True
+    far = lab.nodeops("upgrade-cluster", "--to", "1.27.9", "--allow-downgrade", *DRAIN)
+    assert far.returncode == 2, far.stdout + far.stderr
+    assert "a downgrade goes back at most one minor, from 1.29.3 to 1.28" in far.stderr
+    assert lab.fingerprints() == before
+    assert not any(n["spec"].get("unschedulable") for n in lab.nodes().values())
+
+
+def test_case_23_a_worker_goes_one_minor_down_and_back(lab: Lab) -> None:
+    """A minor downgrade starts with the workers: worker1 goes to 1.28.15 (apt, which refuses
+    a downgrade without --allow-downgrades) and is upgraded back to 1.29.3; holds stay on.
+    (dnf's `dnf downgrade` has its exact commands in tests/unit/test_upgrade_downgrade.py.)"""
+    worker = "worker1"
+    run = lab.nodeops("upgrade", "--node", worker, "--to", "1.28.15", *DRAIN)
+    assert run.returncode == 2 and "downgrades are refused" in run.stderr, run.stderr
+    started = time.monotonic()
+    down = lab.nodeops("upgrade", "--node", worker, "--to", "1.28.15", "--allow-downgrade", *DRAIN)
+    seconds = time.monotonic() - started
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.startswith("DOWNGRADE from 1.29.3 to 1.28.15"), down.stdout
+    assert _kubelet_version(lab, worker) == "v1.28.15"
+    assert "1.28.15-" in lab.sh(worker, "dpkg-query -W kubelet")
+    assert lab.sh(worker, "apt-mark showhold").split() == ["kubeadm", "kubectl", "kubelet"]
+    run_id = re.search(r"^run (\S+);", down.stdout, re.M)
+    assert run_id, down.stdout
+    started_event = json.loads(journal_file(lab, run_id.group(1)).open().readline())
+    assert started_event["downgrade"] == {"from": "1.29.3", "order": "workers first"}
+    commands = journal_commands(lab, run_id.group(1))
+    assert [c for c in commands if re.search("apt-get install -y .*--allow-downgrades", c)]
+    back = lab.nodeops("upgrade", "--node", worker, "--to", "1.29.3", *DRAIN)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert _kubelet_version(lab, worker) == "v1.29.3"
+    assert not lab.nodes()[worker]["spec"].get("unschedulable")
+    print(f"\n{worker} 1.29.3 -> 1.28.15: {seconds:.1f} s wall")
 
 
 def test_dry_run_prints_the_runbook_and_leaves_every_node_byte_identical(lab: Lab) -> None:

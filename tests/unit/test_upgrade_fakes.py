@@ -47,6 +47,10 @@ UNPACKED_AUDIT = (
 )
 
 
+def _upstream(package_version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in package_version.split("-")[0].split("."))
+
+
 class RecordingTransport(FakeTransport):
     """FakeTransport that also keeps each command's stdin (file contents sent)."""
 
@@ -215,15 +219,27 @@ class FakeWorld:
             return 0, self.listing(), ""
         if "--download-only" in text or "--downloadonly" in text:
             return 0, "", ""
-        if " install -y " in text:
+        if " install -y " in text or " downgrade -y " in text:
             if self.install_interrupted:
                 self.install_interrupted = False
                 self.dpkg_audit = UNPACKED_AUDIT
                 return 100, "", "E: Sub-process /usr/bin/dpkg received signal 9.\n"
             if self.install_fails:
                 return 100, "", "E: Sub-process /usr/bin/dpkg returned an error code (1)\n"
-            for match in re.finditer(r"(kube[a-z]+)[=-]([0-9][0-9.]*-[0-9.]+)", text):
-                self.installed[match.group(1)] = match.group(2)
+            pinned = re.findall(r"(kube[a-z]+)[=-]([0-9][0-9.]*-[0-9.]+)", text)
+            lower = [n for n, v in pinned if _upstream(v) < _upstream(self.installed[n])]
+            # apt -y refuses a downgrade without --allow-downgrades; dnf's `downgrade` refuses
+            # to raise a package.
+            if lower and self.pm == "apt" and "--allow-downgrades" not in text:
+                return (
+                    100,
+                    "",
+                    "E: Packages were downgraded and -y was used without --allow-downgrades.\n",
+                )
+            if " downgrade -y " in text and len(lower) < len(pinned):
+                return 1, "", "Error: No packages marked for downgrade.\n"
+            for name, version in pinned:
+                self.installed[name] = version
             if self.pm == "apt" and "--allow-change-held-packages" not in text:
                 return 100, "", "E: Held packages were changed"
             return 0, "", ""
