@@ -39,7 +39,8 @@ def bench_lab_up(sizes: list[int], workdir: Path) -> dict[str, str]:
             with lab(f"bsu{nodes}", nodes, workdir, bare=False) as the_lab:
                 found[label] = f"{the_lab.up.wall:.1f}"
         except BenchError as error:
-            found[label] = f"failed: {str(error)[-300:]}"
+            # One line: it goes into a table cell.
+            found[label] = "failed: " + " ".join(str(error).split())[-200:]
             (RAW / f"lab-up-{nodes}.err").write_text(str(error))
         say(f"{label}: {found[label]}")
     return found
