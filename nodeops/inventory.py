@@ -307,8 +307,15 @@ def _is_nodeops(data: Mapping[Any, Any]) -> bool:
     if "nodes" not in data:
         return False
     nodes = data["nodes"]
-    if isinstance(nodes, Mapping) and nodes and set(nodes) <= _ANSIBLE_GROUP_KEYS:
-        return False  # an Ansible group called "nodes"
+    if (
+        isinstance(nodes, Mapping)
+        and nodes
+        and set(nodes) <= _ANSIBLE_GROUP_KEYS
+        and any(isinstance(body, Mapping) and body for body in nodes.values())
+    ):
+        # An Ansible group called "nodes" (with hosts, children or vars in it); bare
+        # `hosts:`/`children:`/`vars:` keys are nodeops nodes of those names.
+        return False
     return not (nodes is None and not set(data) <= _NODEOPS_TOP_KEYS)
 
 

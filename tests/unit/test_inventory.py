@@ -712,6 +712,16 @@ def test_inventory_yaml_accepts_only_dns1123_names(tmp_path: Path, name: str) ->
         assert is_dns1123_subdomain(name) and names(inventory.nodes) == [name]
 
 
+@pytest.mark.parametrize("name", ["hosts", "children", "vars"])
+def test_a_node_named_like_an_ansible_group_key_is_a_node(tmp_path: Path, name: str) -> None:
+    # Found by the property below: `nodes: {children: null}` loaded as an empty Ansible group.
+    path = tmp_path / "inv.yaml"
+    path.write_text(f"nodes:\n  {name}:\n", encoding="utf-8")
+    assert names(load_inventory(path).nodes) == [name]
+    path.write_text("nodes:\n  hosts:\n    w1:\n      ansible_host: 10.0.0.5\n")
+    assert names(load_inventory(path).nodes) == ["w1"]  # a real Ansible group called nodes
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
