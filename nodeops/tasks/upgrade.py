@@ -159,6 +159,9 @@ def _report_failure(outcome: NodeOutcome, resume: str) -> None:
         lines.extend(f"    {line}" for line in tail)
     lines.append(f"  node state now: {outcome.state}")
     lines.append(f"  resume with: {resume}")
+    if "--repair-dpkg" in (outcome.error or "") and "--repair-dpkg" not in resume:
+        # Never implied: the operator chooses whether nodeops may run dpkg --configure -a.
+        lines.append(f"  or, letting nodeops finish dpkg first: {resume} --repair-dpkg")
     report.print_error("\n".join(lines))
 
 

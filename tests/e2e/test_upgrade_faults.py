@@ -302,6 +302,9 @@ def test_case_14_interrupted_dpkg_stops_cordoned_and_resumes_only_when_repair_is
     assert 'worker2: step "Install kubeadm" failed' in run.stderr
     assert "dpkg was interrupted" in run.stderr and "--repair-dpkg" in run.stderr
     assert "sudo dpkg --configure -a" in run.stderr
+    assert re.search(
+        r"or, letting nodeops finish dpkg first: nodeops .* --repair-dpkg$", run.stderr, re.M
+    )
     assert "worker2" in lab.cordoned()
     assert "unpacked but not yet configured" in lab.sh("worker2", "dpkg --audit").stdout
     assert lab.sh("worker2", "apt-mark showhold").stdout.split() == HOLDS

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import threading
 
+import pytest
+
 from nodeops.progress import Progress, StepEvent
 from nodeops.steps import Status, StepReport
 from nodeops.tasks.upgrade import summary_rows
@@ -69,3 +71,24 @@ def test_summary_rows_say_where_each_node_ended() -> None:
         ],
         ["w4", "not started", "", "-", "the line was stopped"],
     ]
+
+
+def test_a_dpkg_failure_offers_the_repair_beside_the_plain_resume(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nodeops.tasks.upgrade import _report_failure
+
+    failed = NodeOutcome(
+        "w2",
+        ok=False,
+        failed_step="Install kubeadm",
+        error="w2: dpkg was interrupted; or let nodeops do it: run again with --repair-dpkg",
+        state="Ready, cordoned, kubelet v1.31.13",
+    )
+    _report_failure(failed, "nodeops upgrade-cluster --to 1.32 --resume RUN")
+    err = capsys.readouterr().err
+    assert "  resume with: nodeops upgrade-cluster --to 1.32 --resume RUN\n" in err
+    assert "or, letting nodeops finish dpkg first: nodeops upgrade-cluster --to 1.32" in err
+    assert err.rstrip().endswith("--resume RUN --repair-dpkg")
+    _report_failure(NodeOutcome("w1", ok=False, error="w1: the drain failed"), "nodeops x")
+    assert "--repair-dpkg" not in capsys.readouterr().err
