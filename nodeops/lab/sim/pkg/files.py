@@ -125,7 +125,8 @@ def install(root: Path, release: Release, family: str) -> list[str]:
         if path.startswith("/etc/") and target.exists():
             written.append(path)
             continue
-        tmp = target.with_name(f".{target.name}.nodeops-new")
+        # Per process: /opt is not private to a node, so nodes may write the same file at once.
+        tmp = target.with_name(f".{target.name}.nodeops-new.{os.getpid()}")
         tmp.write_text(text)
         tmp.chmod(mode)
         os.replace(tmp, target)
