@@ -300,10 +300,11 @@ class CheckNode(Step[NodeJob]):
         return []
 
     def verify(self, ctx: NodeJob) -> None:
-        if self.dpkg_audit and read_dpkg_audit(ctx):
+        still = read_dpkg_audit(ctx) if self.dpkg_audit else ""
+        if still:
             raise StepFailed(
                 f"{ctx.node.name}: `dpkg --configure -a` ran, but dpkg still reports: "
-                + read_dpkg_audit(ctx).splitlines()[0]
+                + still.splitlines()[0]
             )
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nodeops.lab.sim import faultfiles
 from nodeops.lab.sim.kubelet import healthz, klog, nodestatus, podstatus, probes, staticpods
 from nodeops.lab.sim.kubelet.apiclient import STRATEGIC_MERGE, ApiError, Client
 from nodeops.lab.sim.kubelet.config import Settings
@@ -17,7 +18,7 @@ from nodeops.lab.sim.kubelet.podstatus import BACKOFF_MAX, Backoff, PodState, no
 from nodeops.lab.sim.kubelet.runtime import Container, Runtime
 
 #: A file that makes the kubelet post Ready=False (a lab fault switch; /run is per node).
-FAULT_NOT_READY = Path("/run/nodeops/faults/kubelet-not-ready")
+FAULT_NOT_READY = faultfiles.NOT_READY
 #: Seconds a started kubelet posts Ready=False before Ready=True (a lab knob for benchmarks:
 #: upstream's first runtime status check and PLEG relist take a few seconds after a restart).
 #: Absent or unreadable: 0. Per node, since /var/lib is each node's own.
