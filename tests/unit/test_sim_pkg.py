@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -345,7 +347,9 @@ def test_dpkg_status_is_what_the_real_dpkg_query_reads(tmp_path: Path) -> None:
     assert run_apt(root, "apt-mark", "showhold")[1] == ""
 
 
-def _hold_lock(root: Path) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def _dpkg_lock_held(root: Path) -> Iterator[subprocess.Popen[str]]:
+    """A process holding the dpkg frontend lock with fcntl, as apt does; killed on leaving."""
     code = (
         "import fcntl, os, sys, time\n"
         "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
@@ -354,24 +358,23 @@ def _hold_lock(root: Path) -> subprocess.Popen[str]:
         "time.sleep(30)\n"
     )
     path = root / state.LOCK_FRONTEND
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
-    return proc
+    argv = [sys.executable, "-c", code, str(path)]
+    # Leaving the Popen block closes the pipe and reaps the killed holder.
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+            yield proc
+        finally:
+            proc.kill()
 
 
 def test_the_dpkg_frontend_lock_is_a_real_fcntl_lock(tmp_path: Path) -> None:
     root = node(tmp_path, "ubuntu-22.04")
     apt_repo(root, "1.29")
     run_apt(root, "apt-get", "update")
-    holder = _hold_lock(root)
-    try:
+    with _dpkg_lock_held(root) as holder:
         holder_name = Path(f"/proc/{holder.pid}/comm").read_text().strip()
         code, _, err = run_apt(root, "apt-get", "install", "-y", "kubeadm")
-    finally:
-        holder.kill()
-        holder.wait()
     assert code == 100
     lock = "/var/lib/dpkg/lock-frontend"
     assert err.splitlines() == [
@@ -387,8 +390,7 @@ def test_dpkg_lock_timeout_waits_for_the_holder_then_fails_past_it(tmp_path: Pat
     root = node(tmp_path, "ubuntu-22.04")
     apt_repo(root, "1.29")
     run_apt(root, "apt-get", "update")
-    holder = _hold_lock(root)
-    try:
+    with _dpkg_lock_held(root) as holder:
         code, out, err = run_apt(
             root, "apt-get", "-o", "DPkg::Lock::Timeout=1", "install", "-y", "kubeadm"
         )
@@ -399,9 +401,6 @@ def test_dpkg_lock_timeout_waits_for_the_holder_then_fails_past_it(tmp_path: Pat
             root, "apt-get", "-oDPkg::Lock::Timeout=30", "install", "-y", "kubeadm"
         )
         releaser.wait()
-    finally:
-        holder.kill()
-        holder.wait()
     assert code == 0, err
     assert out.count("Waiting for cache lock") >= 1
     assert "kubeadm" in state.load(root).installed
