@@ -47,6 +47,7 @@ from typing import Any
 from nodeops.errors import LabError
 from nodeops.lab import host, sshd
 from nodeops.lab.lifecycle import node_exec_argv, status
+from nodeops.lab.sim import faultfiles
 from nodeops.lab.state import LabState, NodeState, locked, save_state
 from nodeops.node import CONTROL_PLANE
 
@@ -63,14 +64,6 @@ KINDS = (
     "kubelet-not-ready-on-restart",
     "dpkg-interrupt",
 )
-RUN_FAULTS = "/run/nodeops/faults"  # per node (a private tmpfs)
-NOT_READY_FILE = f"{RUN_FAULTS}/kubelet-not-ready"
-KUBEADM_FAIL_FILE = f"{RUN_FAULTS}/kubeadm-fail"
-DPKG_PID_FILE = f"{RUN_FAULTS}/dpkg-lock.pid"
-SLOW_DOWNLOAD_FILE = "/var/lib/nodeops-sim/faults/slow-download"
-DPKG_INTERRUPT_FILE = "/var/lib/nodeops-sim/faults/dpkg-interrupt"
-SSH_CUT_FILE = f"{RUN_FAULTS}/ssh-cut"
-NOT_READY_ON_RESTART_FILE = f"{RUN_FAULTS}/kubelet-not-ready-on-restart"
 SSH_CUT_MOMENTS = {"ssh-cut-kubeadm": "kubeadm-upgrade", "ssh-cut-restart": "kubelet-restart"}
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 PDB_NAME = "nodeops-fault-web"
@@ -123,6 +116,17 @@ def _state(name: str) -> LabState:
     return state
 
 
+def _q(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def _set_file(state: LabState, node: str, path: Path, what: str, content: str = "") -> str:
+    """Drop a fault file into the node (empty unless content is given); the fault's detail."""
+    write = f"echo {shlex.quote(content)} >" if content else "touch"
+    _in_node(state, node, f"mkdir -p {_q(path.parent)} && {write} {_q(path)}")
+    return f"{path}: {what}"
+
+
 def _in_node(state: LabState, node: str, script: str, timeout: float = 30) -> str:
     done = subprocess.run(
         node_exec_argv(state.name, node, ["/bin/sh", "-c", script]),
@@ -165,8 +169,9 @@ def _dpkg_lock(state: LabState, node: NodeState, seconds: float | None) -> str:
     python = host.python_for_nodes()
     if python is None:
         raise LabError("no Python the nodes can run was found")
-    argv = [python, "-c", _HOLDER, str(seconds or 0), DPKG_PID_FILE]
-    script = f"mkdir -p {RUN_FAULTS} && exec {shlex.join(argv)}"
+    pid_file = faultfiles.DPKG_LOCK_PID
+    argv = [python, "-c", _HOLDER, str(seconds or 0), str(pid_file)]
+    script = f"mkdir -p {_q(pid_file.parent)} && exec {shlex.join(argv)}"
     host.spawn(
         node_exec_argv(state.name, node.name, ["/bin/sh", "-c", script]),
         stdout=subprocess.DEVNULL,
@@ -174,7 +179,7 @@ def _dpkg_lock(state: LabState, node: NodeState, seconds: float | None) -> str:
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        pid = _in_node(state, node.name, f"cat {DPKG_PID_FILE} 2>/dev/null || true").strip()
+        pid = _in_node(state, node.name, f"cat {_q(pid_file)} 2>/dev/null || true").strip()
         if pid.isdigit():
             how_long = f"for {seconds:g} s" if seconds else "until cleared"
             return f"process {pid} (unattended-upgr) holds the dpkg lock {how_long}"
@@ -183,9 +188,10 @@ def _dpkg_lock(state: LabState, node: NodeState, seconds: float | None) -> str:
 
 
 def _clear_dpkg_lock(state: LabState, node: NodeState) -> bool:
+    pid_file = _q(faultfiles.DPKG_LOCK_PID)
     script = (
-        f"pid=$(cat {DPKG_PID_FILE} 2>/dev/null) || exit 0; "
-        f'rm -f {DPKG_PID_FILE}; kill "$pid" 2>/dev/null || exit 0; '
+        f"pid=$(cat {pid_file} 2>/dev/null) || exit 0; "
+        f'rm -f {pid_file}; kill "$pid" 2>/dev/null || exit 0; '
         'for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done; '
         "echo cleared"
     )
@@ -378,13 +384,12 @@ def inject(name: str, node: str, kind: str, seconds: float | None = None) -> Fau
     if kind == "dpkg-lock":
         detail = _dpkg_lock(state, n, seconds)
     elif kind == "kubelet-not-ready":
-        _in_node(state, node, f"mkdir -p {RUN_FAULTS} && touch {NOT_READY_FILE}")
-        detail = f"{NOT_READY_FILE}: the kubelet posts Ready=False"
+        detail = _set_file(state, node, faultfiles.NOT_READY, "the kubelet posts Ready=False")
     elif kind == "sshd-down":
         detail = _sshd_down(state, n)
     elif kind == "kubeadm-fail":
-        _in_node(state, node, f"mkdir -p {RUN_FAULTS} && touch {KUBEADM_FAIL_FILE}")
-        detail = f"{KUBEADM_FAIL_FILE}: the next `kubeadm upgrade apply|node` fails and rolls back"
+        what = "the next `kubeadm upgrade apply|node` fails and rolls back"
+        detail = _set_file(state, node, faultfiles.KUBEADM_FAIL, what)
     elif kind == "apiserver-down":
         if CONTROL_PLANE not in n.roles:
             raise LabError(f"node {node} is not a control-plane node: it runs no apiserver")
@@ -393,25 +398,23 @@ def inject(name: str, node: str, kind: str, seconds: float | None = None) -> Fau
         detail = _pdb_blocking(state, n)
     elif kind in SSH_CUT_MOMENTS:
         moment = SSH_CUT_MOMENTS[kind]
-        _in_node(state, node, f"mkdir -p {RUN_FAULTS} && echo {moment} > {SSH_CUT_FILE}")
         what = "`kubeadm upgrade node`" if moment == "kubeadm-upgrade" else "kubelet restart"
-        detail = f"{SSH_CUT_FILE}: the SSH session of the next {what} is cut as it starts"
+        what = f"the SSH session of the next {what} is cut as it starts"
+        detail = _set_file(state, node, faultfiles.SSH_CUT, what, content=moment)
     elif kind == "kubelet-not-ready-on-restart":
-        _in_node(state, node, f"mkdir -p {RUN_FAULTS} && touch {NOT_READY_ON_RESTART_FILE}")
-        detail = f"{NOT_READY_ON_RESTART_FILE}: the next kubelet restart posts Ready=False"
+        what = "the next kubelet restart posts Ready=False"
+        detail = _set_file(state, node, faultfiles.NOT_READY_ON_RESTART, what)
     elif kind == "dpkg-interrupt":
         if "/dpkg" not in _in_node(state, node, "ls -d /var/lib/dpkg 2>/dev/null || true"):
             raise LabError(
                 f"node {node} ({n.os}) has no dpkg: dpkg-interrupt needs a Debian-family node"
             )
-        directory = DPKG_INTERRUPT_FILE.rsplit("/", 1)[0]
-        _in_node(state, node, f"mkdir -p {directory} && touch {DPKG_INTERRUPT_FILE}")
-        detail = f"{DPKG_INTERRUPT_FILE}: the next apt install is killed while dpkg unpacks"
+        what = "the next apt install is killed while dpkg unpacks"
+        detail = _set_file(state, node, faultfiles.DPKG_INTERRUPT, what)
     else:
         secs = seconds or DEFAULT_SLOW_SECONDS
-        directory = SLOW_DOWNLOAD_FILE.rsplit("/", 1)[0]
-        _in_node(state, node, f"mkdir -p {directory} && echo {secs:g} > {SLOW_DOWNLOAD_FILE}")
-        detail = f"{SLOW_DOWNLOAD_FILE}: {secs:g} s per package download"
+        what = f"{secs:g} s per package download"
+        detail = _set_file(state, node, faultfiles.SLOW_DOWNLOAD, what, content=f"{secs:g}")
     return Fault(node=node, kind=kind, detail=detail)
 
 
@@ -437,24 +440,24 @@ def clear(name: str, node: str | None = None, kind: str = "all") -> list[Fault]:
         files = {
             k: p
             for k, p in (
-                ("kubelet-not-ready", NOT_READY_FILE),
-                ("kubeadm-fail", KUBEADM_FAIL_FILE),
-                ("slow-download", SLOW_DOWNLOAD_FILE),
-                ("ssh-cut-kubeadm", SSH_CUT_FILE),
-                ("ssh-cut-restart", SSH_CUT_FILE),
-                ("kubelet-not-ready-on-restart", NOT_READY_ON_RESTART_FILE),
-                ("dpkg-interrupt", DPKG_INTERRUPT_FILE),
+                ("kubelet-not-ready", faultfiles.NOT_READY),
+                ("kubeadm-fail", faultfiles.KUBEADM_FAIL),
+                ("slow-download", faultfiles.SLOW_DOWNLOAD),
+                ("ssh-cut-kubeadm", faultfiles.SSH_CUT),
+                ("ssh-cut-restart", faultfiles.SSH_CUT),
+                ("kubelet-not-ready-on-restart", faultfiles.NOT_READY_ON_RESTART),
+                ("dpkg-interrupt", faultfiles.DPKG_INTERRUPT),
             )
             if wanted(k)
         }
         if files:
             script = "; ".join(
                 (
-                    f"grep -qx {SSH_CUT_MOMENTS[k]} {p} 2>/dev/null"
+                    f"grep -qx {SSH_CUT_MOMENTS[k]} {_q(p)} 2>/dev/null"
                     if k in SSH_CUT_MOMENTS
-                    else f"[ -e {p} ]"
+                    else f"[ -e {_q(p)} ]"
                 )
-                + f" && rm -f {p} && echo {k}"
+                + f" && rm -f {_q(p)} && echo {k}"
                 for k, p in files.items()
             )
             for k in _in_node(state, n.name, script + "; true").split():

@@ -1,7 +1,9 @@
 """Fault files the simulated tools read, and the SSH session cut they can perform.
 
-The lab's fault switches (nodeops.lab.faults) only drop files into a node's private
-/run/nodeops/faults; the simulated tools act on them at the moment a real fault would strike.
+The lab's fault switches (nodeops.lab.faults) only drop files into a node (most into its
+private /run/nodeops/faults); the simulated tools act on them at the moment a real fault would
+strike. This module names every fault file, for both sides; it stays stdlib-only and small
+because each simulated tool imports it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,21 @@ import os
 import signal
 from pathlib import Path
 
-RUN_FAULTS = Path("/run/nodeops/faults")
+RUN_FAULTS = Path("/run/nodeops/faults")  # per node (a private tmpfs)
 # Its content names the moment: "kubeadm-upgrade" or "kubelet-restart".
 SSH_CUT = RUN_FAULTS / "ssh-cut"
 NOT_READY = RUN_FAULTS / "kubelet-not-ready"
 NOT_READY_ON_RESTART = RUN_FAULTS / "kubelet-not-ready-on-restart"
+# The next `kubeadm upgrade apply|node` fails after swapping its first manifest.
+KUBEADM_FAIL = RUN_FAULTS / "kubeadm-fail"
+# The PID of the process the dpkg-lock fault starts to hold the dpkg locks.
+DPKG_LOCK_PID = RUN_FAULTS / "dpkg-lock.pid"
+# The package tools' switches live in the node's /var/lib (they read them under their root).
+SIM_FAULTS = Path("/var/lib/nodeops-sim/faults")
+# Its content: seconds each package download waits.
+SLOW_DOWNLOAD = SIM_FAULTS / "slow-download"
+# The next apt install is killed while dpkg unpacks its first package.
+DPKG_INTERRUPT = SIM_FAULTS / "dpkg-interrupt"
 
 
 def take(path: Path) -> str | None:

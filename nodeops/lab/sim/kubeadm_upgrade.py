@@ -11,8 +11,8 @@ Divergences, on purpose: no internet, so the version plan offers is kubeadm's ow
 manifests are the current ones with the image tag changed (upstream renders them from the
 ClusterConfiguration); certificates are not really renewed; the CreateJob health check runs no Job
 (it fails when no controller-manager or scheduler mirror pod runs).
-The fault file /run/nodeops/faults/kubeadm-fail makes the next apply/node fail after the
-first manifest was swapped (and removes itself); the ssh-cut fault file (faultfiles) makes the
+The kubeadm-fail fault file (faultfiles) makes the next apply/node fail after the first
+manifest was swapped (and removes itself); the ssh-cut fault file (faultfiles) makes the
 next `upgrade node` lose its SSH session at the start and carry on to the end.
 """
 
@@ -42,7 +42,6 @@ ADMIN_CONF = KUBE_DIR / "admin.conf"
 KUBELET_CONF = KUBE_DIR / "kubelet.conf"
 KUBELET_CONFIG = Path("/var/lib/kubelet/config.yaml")
 ETCD_DATA = Path("/var/lib/etcd")
-FAULT_FAIL = Path("/run/nodeops/faults/kubeadm-fail")
 TIMEOUT_ENV = "NODEOPS_KUBEADM_TIMEOUT"  # seconds to wait per component (default 300)
 CONFIG_HASH = "kubernetes.io/config.hash"
 STACK_HINT = "To see the stack trace of this error execute with --v=5 or higher"
@@ -365,9 +364,9 @@ def _temp_dir(prefix: str) -> Path:
 
 def _take_fault() -> bool:
     """Whether the kubeadm-fail fault is set; it is used up by this run."""
-    if FAULT_FAIL.exists():
+    if faultfiles.KUBEADM_FAIL.exists():
         with contextlib.suppress(OSError):
-            FAULT_FAIL.unlink()
+            faultfiles.KUBEADM_FAIL.unlink()
         return True
     return False
 

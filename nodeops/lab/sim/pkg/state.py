@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nodeops.lab.sim import faultfiles
 from nodeops.lab.sim.pkg import catalog, files
 from nodeops.lab.sim.pkg.catalog import Release
 
@@ -28,9 +29,9 @@ SIM_DIR = "var/lib/nodeops-sim"
 STATE_FILE = f"{SIM_DIR}/packages.json"
 DPKG_STATUS = "var/lib/dpkg/status"
 LOCK_FRONTEND = "var/lib/dpkg/lock-frontend"
-SLOW_DOWNLOAD = f"{SIM_DIR}/faults/slow-download"
-# The next apt install is killed while dpkg unpacks its first package (a lab fault switch).
-DPKG_INTERRUPT = f"{SIM_DIR}/faults/dpkg-interrupt"
+# Lab fault switches, named in faultfiles; relative here, as they are read under the root.
+SLOW_DOWNLOAD = str(faultfiles.SLOW_DOWNLOAD.relative_to("/"))
+DPKG_INTERRUPT = str(faultfiles.DPKG_INTERRUPT.relative_to("/"))
 DPKG_UPDATES = "var/lib/dpkg/updates"
 # dpkg states of a package whose unpack or configure did not finish (dpkg --audit lists them).
 UNFINISHED = ("half-installed", "unpacked", "half-configured", "triggers-awaited")
