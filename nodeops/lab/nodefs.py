@@ -1,9 +1,9 @@
 """A node's own filesystem and its holder: the process whose namespaces are the node.
 
-Per node, state_dir/nodes/<node>/ holds the overlay upper and work directories of /etc, /usr
-and /var/lib, the node's /root and /var/log, and logs. The holder is PID 1 of the node's PID
-namespace, inside its network namespace and its own mount and UTS namespaces; it reaps
-orphans and exits on SIGTERM (taking every process of the node with it).
+Per node, state_dir/nodes/<node>/ holds the overlay upper and work directories of /etc, /usr,
+/var/lib, /var/cache and /opt, the node's /root and /var/log, and logs. The holder is PID 1 of
+the node's PID namespace, inside its network namespace and its own mount and UTS namespaces;
+it reaps orphans and exits on SIGTERM (taking every process of the node with it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from nodeops.lab import host, images
 from nodeops.lab.overlay import make_dirs
 
 #: Overlaid host directories and the name of their directory in the node's directory.
-OVERLAYS = {"etc": "etc", "usr": "usr", "var/lib": "varlib"}
+#: /var/cache and /opt too: each node stages its own packages (apt's archives, dnf's cache)
+#: and installs its own CNI plugins, as separate machines do.
+OVERLAYS = {"etc": "etc", "usr": "usr", "var/lib": "varlib", "var/cache": "varcache", "opt": "opt"}
 
 # PID 1 of a node: reap every child (orphans land here), exit on SIGTERM, SIGINT or SIGHUP.
 # Blocked signals are queued even for a namespace's init, so sigwaitinfo sees them.
@@ -59,6 +61,9 @@ mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/etc/upper,workdir=$d/etc/
 mount -t overlay overlay -o "lowerdir=/usr,upperdir=$d/usr/upper,workdir=$d/usr/work" /usr
 mount -t overlay overlay \
     -o "lowerdir=/var/lib,upperdir=$d/varlib/upper,workdir=$d/varlib/work" /var/lib
+mount -t overlay overlay \
+    -o "lowerdir=/var/cache,upperdir=$d/varcache/upper,workdir=$d/varcache/work" /var/cache
+mount -t overlay overlay -o "lowerdir=/opt,upperdir=$d/opt/upper,workdir=$d/opt/work" /opt
 mount --bind "$d/root" /root
 mount --bind "$d/log" /var/log
 mkdir -m 0755 /run/sshd
@@ -91,6 +96,9 @@ def prepare(
 ) -> None:
     """Create a node's directories and the files that make it itself (not its SSH host key)."""
     node_dir.mkdir(mode=0o700)
+    for top in OVERLAYS:
+        # An overlay needs its lower directory; a minimal host may lack /opt.
+        (Path("/") / top).mkdir(mode=0o755, parents=True, exist_ok=True)
     for top, d in OVERLAYS.items():
         (node_dir / d).mkdir(mode=0o700)
         for sub in ("upper", "work"):

@@ -94,9 +94,17 @@ def test_rhel_tool_stubs_speak_like_the_real_ones(ssh: Ssh) -> None:
     ]
 
 
-def test_etc_root_and_var_log_are_private_to_each_node(lab: nodeops_lab.LabState, ssh: Ssh) -> None:
+def test_etc_root_var_and_opt_are_private_to_each_node(lab: nodeops_lab.LabState, ssh: Ssh) -> None:
+    # /var/cache and /opt too: one node's staged packages or CNI plugins are not another's.
     name = f"nodeops-lab-test-{secrets.token_hex(4)}"
-    paths = [f"/etc/{name}", f"/root/{name}", f"/var/log/{name}", f"/var/lib/{name}"]
+    paths = [
+        f"/etc/{name}",
+        f"/root/{name}",
+        f"/var/log/{name}",
+        f"/var/lib/{name}",
+        f"/var/cache/{name}",
+        f"/opt/{name}",
+    ]
     assert ssh("cp1", "touch", *paths).returncode == 0
     try:
         listed = ssh("cp1", "ls", *paths)

@@ -127,6 +127,14 @@ class Apt:
         self.root, self.out, self.err = root, out, err
         self.quiet = 0
         self.config: dict[str, str] = {}  # -o Key=Value (apt's keys are case-insensitive)
+        self.tool = "apt-get"
+
+    def keeps_downloaded_packages(self) -> bool:
+        """APT::Keep-Downloaded-Packages: apt-get keeps fetched .debs in the archives cache;
+        the `apt` binary defaults it to false (Binary::apt) and deletes them once installed."""
+        default = "false" if self.tool == "apt" else "true"
+        value = self.config.get("apt::keep-downloaded-packages", default)
+        return value.lower() in ("1", "true", "yes", "on")
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """dpkg's frontend lock, waiting DPkg::Lock::Timeout seconds for it as apt does."""
@@ -390,7 +398,8 @@ class Apt:
                     f"Unpacking {r.name} ({r.deb_version}) over ({old.release.deb_version}) ..."
                 )
             state.place(self.root, st, r, fam)
-            (archives / _deb_name(r)).unlink(missing_ok=True)
+            if not self.keeps_downloaded_packages():
+                (archives / _deb_name(r)).unlink(missing_ok=True)
         for c in order:
             self.say(f"Setting up {c.release.name} ({c.release.deb_version}) ...")
         state.save(self.root, st)
@@ -570,6 +579,7 @@ def _parse(args: Sequence[str]) -> tuple[list[str], set[str], int, dict[str, str
 def run(tool: str, args: Sequence[str], root: Path, out: TextIO, err: TextIO) -> int:
     """Run one apt tool; return its exit code."""
     apt = Apt(root, out, err)
+    apt.tool = tool
     words, opts, apt.quiet, apt.config = _parse(args)
     if tool == "apt" and not out.isatty():
         print(
