@@ -198,6 +198,12 @@ class Runbook:
         lines.append(("## " if md else "") + "Steps on each node")
         for number, title in enumerate(STEP_TITLES, 1):
             lines.append(f"{'' if md else '   '}{number}. {title}")
+        if len(self.batches) > 1:
+            lines.append(
+                "Worker batches overlap only in steps 1-3 (check, repository, download): a batch"
+                " runs them while the batch before it is cordoned, and is cordoned itself only"
+                " once that batch is back."
+            )
         if self.drain_flags:
             lines.append("")
             lines.append(f"drain flags: {' '.join(self.drain_flags)}")

@@ -170,7 +170,9 @@ def summary_rows(outcomes: list[NodeOutcome], not_started: list[str]) -> list[li
     rows = []
     for o in outcomes:
         window = "-" if o.cordoned_seconds is None else f"{o.cordoned_seconds:.1f} s"
-        if o.ok:
+        if o.staged_only:
+            rows.append([o.node, "not started", o.state, window, "the line was stopped"])
+        elif o.ok:
             changed = sum(1 for r in o.reports if r.status.value == "changed")
             result = f"at {o.target}" if changed else f"at {o.target} (unchanged)"
             rows.append([o.node, "ok", result, window, ""])
@@ -341,15 +343,16 @@ def _upgrade(
         _print_summary(outcomes, [])
         report.print_error(f"{run_error}\n  resume with: {resume_cmd}")
         raise Exit(code=EXIT_NODE_FAILED)
-    failed = [o for o in outcomes if not o.ok]
+    failed = [o for o in outcomes if not o.ok and not o.staged_only]
     seconds = time.monotonic() - started_at
-    done = {o.node for o in last}
-    _print_summary(outcomes, [n.name for n in runbook.nodes if n.name not in done])
-    if failed or len(last) < len(runbook.nodes):
+    listed = {o.node for o in last}
+    done = {o.node for o in last if not o.staged_only}
+    _print_summary(outcomes, [n.name for n in runbook.nodes if n.name not in listed])
+    if failed or len(done) < len(runbook.nodes):
         journal.record("run-finished", status="failed", seconds=round(seconds, 1))
         for outcome in failed:
             _report_failure(outcome, resume_cmd)
-        not_started = len(runbook.nodes) - len(last)
+        not_started = len(runbook.nodes) - len(done)
         if not_started:
             report.print_error(f"{not_started} node(s) not started: the line was stopped")
         raise Exit(code=EXIT_NODE_FAILED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from nodeops.cmd import cmd
 from nodeops.drainplan import DrainOptions, DrainPlan, plan_drain
 from nodeops.errors import NodeopsError, TransportError
 from nodeops.facts import NodeFacts, gather_facts
-from nodeops.fanout import Sessions, map_bounded
+from nodeops.fanout import Sessions
 from nodeops.journal import Journal, JournaledTransport
 from nodeops.node import Node
 from nodeops.progress import StepEvent
@@ -92,6 +93,9 @@ class NodeOutcome:
     state: str = ""
     target: Version | None = None
     cordoned_seconds: float | None = None
+    # Staged ahead of its batch (repository switched, packages downloaded), then the line
+    # stopped before the batch: not upgraded, not failed.
+    staged_only: bool = False
 
 
 # A step whose SSH connection dropped is run again (from its read of the real state) at most
@@ -146,42 +150,85 @@ def run_step_reconnecting(step: Step[NodeJob], job: NodeJob) -> StepReport:
     raise AssertionError("unreachable")
 
 
+# The steps before the cordon (check, repository, download): nothing a workload notices, so a
+# worker batch runs them while the batch before it is cordoned.
+STAGING_STEPS = 3
+
+
+class NodeRun:
+    """One node's steps, run in parts: the staging steps may run ahead of the node's batch.
+
+    The same step instances run both parts (steps keep what they learned about the node)."""
+
+    def __init__(self, job: NodeJob, on_step: Callable[[StepEvent], None] | None = None) -> None:
+        self.job = job
+        self.on_step = on_step
+        self.steps = node_steps()
+        self.outcome = NodeOutcome(job.node.name, ok=True)
+        self.done = 0  # steps finished so far
+        self._cordoned_at: float | None = None
+
+    def run_until(self, stop: int) -> NodeOutcome:
+        """Run the steps up to (not including) index `stop`, stopping at the first failure."""
+        job, outcome = self.job, self.outcome
+        while outcome.ok and self.done < min(stop, len(self.steps)):
+            step = self.steps[self.done]
+            index = self.done + 1
+            began = job.clock()
+            self._tell(step, index, "started", began)
+            try:
+                report = run_step_reconnecting(step, job)
+            except StepFailed as error:
+                self._tell(step, index, "failed", began)
+                outcome.ok = False
+                outcome.failed_step = step.title
+                outcome.error = str(error)
+                outcome.output = error.output
+                try:
+                    outcome.state = job.read_node().describe()
+                except NodeopsError as read_error:
+                    outcome.state = f"unknown ({read_error})"
+                break
+            self._tell(step, index, report.status.value, began)
+            self.done += 1
+            outcome.reports.append(report)
+            if step.name == "cordon" and report.status.value == "changed":
+                self._cordoned_at = job.clock()
+            if step.name == "uncordon" and self._cordoned_at is not None:
+                outcome.cordoned_seconds = job.clock() - self._cordoned_at
+        outcome.target = job.target
+        return outcome
+
+    def stage(self) -> NodeRun:
+        """The steps before the cordon."""
+        self.run_until(STAGING_STEPS)
+        return self
+
+    def finish(self) -> NodeOutcome:
+        """Every step not run yet."""
+        return self.run_until(len(self.steps))
+
+    def _tell(self, step: Step[NodeJob], index: int, status: str, began: float) -> None:
+        if self.on_step is not None:
+            seconds = float(self.job.clock() - began)
+            event = StepEvent(
+                self.job.node.name, index, len(self.steps), step.title, status, seconds
+            )
+            self.on_step(event)
+
+
 def run_node(job: NodeJob, on_step: Callable[[StepEvent], None] | None = None) -> NodeOutcome:
     """Every step of one node, stopping at the first failure; the node's state after."""
-    outcome = NodeOutcome(job.node.name, ok=True)
-    cordoned_at: float | None = None
-    steps = node_steps()
-    for index, step in enumerate(steps, start=1):
-        began = job.clock()
+    return NodeRun(job, on_step).finish()
 
-        def tell(
-            status: str, step: Step[NodeJob] = step, index: int = index, began: float = began
-        ) -> None:
-            if on_step is not None:
-                seconds = float(job.clock() - began)
-                on_step(StepEvent(job.node.name, index, len(steps), step.title, status, seconds))
 
-        tell("started")
-        try:
-            report = run_step_reconnecting(step, job)
-            tell(report.status.value)
-        except StepFailed as error:
-            tell("failed")
-            outcome.ok = False
-            outcome.failed_step = step.title
-            outcome.error = str(error)
-            outcome.output = error.output
-            try:
-                outcome.state = job.read_node().describe()
-            except NodeopsError as read_error:
-                outcome.state = f"unknown ({read_error})"
-            break
-        outcome.reports.append(report)
-        if step.name == "cordon" and report.status.value == "changed":
-            cordoned_at = job.clock()
-        if step.name == "uncordon" and cordoned_at is not None:
-            outcome.cordoned_seconds = job.clock() - cordoned_at
-    outcome.target = job.target
+def staged_only(run: NodeRun) -> NodeOutcome:
+    """The outcome of a node staged ahead of a batch that never came (the line stopped)."""
+    outcome = run.outcome
+    if outcome.ok:
+        outcome.ok = False
+        outcome.staged_only = True
+        outcome.state = "packages staged, never cordoned"
     return outcome
 
 
@@ -286,20 +333,34 @@ def execute(
 
     def worker_batches() -> bool:
         nonlocal target
-        for batch in runbook.batches:
-            plans = {p.name: p for p in batch}
-            results = map_bounded(
-                lambda n, plans=plans: run_node(job_for(plans[n.name]), on_step),  # type: ignore[misc]
-                [inventory_nodes[p.name] for p in batch],
-                max(1, len(batch)),
-            )
-            for outcome in results:
-                outcomes.append(outcome)
-                on_node(outcome)
-            if not all(o.ok for o in results):
-                return False
-            if target is None and results:
-                target = results[0].target
+        batches = [list(batch) for batch in runbook.batches]
+        if not batches:
+            return True
+        widest = max(len(batch) for batch in batches)
+        with ThreadPoolExecutor(max_workers=widest, thread_name_prefix="stage") as stager:
+
+            def stage(batch: list[NodePlan]) -> list[Future[NodeRun]]:
+                return [stager.submit(NodeRun(job_for(p), on_step).stage) for p in batch]
+
+            staging = stage(batches[0])
+            for number in range(len(batches)):
+                runs = [future.result() for future in staging]
+                if target is None and runs and runs[0].outcome.ok:
+                    target = runs[0].job.target  # read when its repository was switched
+                # The next batch stages while this one is cordoned, unless this one's staging
+                # already stopped the line.
+                more = number + 1 < len(batches) and all(r.outcome.ok for r in runs)
+                staging = stage(batches[number + 1]) if more else []
+                with ThreadPoolExecutor(max_workers=max(1, len(runs))) as cordoned:
+                    results = list(cordoned.map(NodeRun.finish, runs))
+                for outcome in results:
+                    outcomes.append(outcome)
+                    on_node(outcome)
+                if target is None and results:
+                    target = results[0].target
+                if not all(o.ok for o in results):
+                    outcomes.extend(staged_only(future.result()) for future in staging)
+                    return False
         return True
 
     # A minor downgrade puts the workers first: a kubelet may never be newer than the apiserver.

@@ -55,7 +55,8 @@ class UpgradeSettings:
     dpkg_lock_timeout: int = 120
     ready_timeout: float = 300.0
     command_timeout: float = 600.0
-    poll_seconds: float = 2.0
+    # Each poll is one read (the node, a pgrep): Ready is seen within a second, not two.
+    poll_seconds: float = 1.0
     api_retry_seconds: float = 90.0
     # How long a node whose SSH connection dropped may take to answer again.
     reconnect_seconds: float = 120.0
@@ -457,6 +458,20 @@ class RecordSchedulable(_Chain):
             unschedulable=status.unschedulable,
             cordoned_by_nodeops=ctx.cordoned_by_nodeops,
         )
+
+    def plan(self, ctx: NodeJob) -> list[Change]:
+        # The check ran when the node was staged, maybe while the batch before it was
+        # cordoned: a node gone NotReady since is not cordoned now. One this run cordoned
+        # before it stopped goes on (its kubelet may be the reason).
+        status = ctx.status
+        assert status is not None
+        if not status.ready and not ctx.cordoned_by_nodeops:
+            raise StepFailed(
+                f"{ctx.node.name}: the node is not Ready"
+                f" ({status.ready_message or 'no message'}) since it was checked;"
+                " nothing was cordoned"
+            )
+        return []
 
 
 class CordonNode(_Chain):

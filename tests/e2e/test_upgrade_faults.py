@@ -232,6 +232,16 @@ def test_case_10_and_15_lock_waited_out_and_cut_sessions_reconnected(lab: FaultL
         ["worker1", "worker1", "worker2", "worker2"],
         ["worker2", "worker2", "worker1", "worker1"],
     )
+    # ...but the second batch was checked and staged while the first was cordoned.
+    first = next(n for n, _ in cordons if n != "cp1")
+    second = "worker2" if first == "worker1" else "worker1"
+    staged = {
+        e["step"]: e["time"] for e in events
+        if e.get("node") == second and e.get("event") == "step-finished"
+        and e.get("step") in ("check-node", "download-packages")
+    }  # fmt: skip
+    back = [t for n, t in cordons if n == first][1]
+    assert "check-node" in staged and staged["check-node"] < back, (staged, back)
     assert re.search(r"^NODE +RESULT +STATE +CORDONED", run.stdout, re.M), run.stdout
     assert len(re.findall(r"^(cp1|worker1|worker2) +ok +at 1\.30\.", run.stdout, re.M)) == 3
     lab.at("1.30")

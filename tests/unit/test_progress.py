@@ -59,7 +59,10 @@ def test_summary_rows_say_where_each_node_ended() -> None:
         failed_step="Wait until the node is Ready at the target version",
         state="NotReady, cordoned",
     )
-    assert summary_rows([ok, same, failed], ["w4"]) == [
+    staged = NodeOutcome(
+        "w5", ok=False, staged_only=True, state="packages staged, never cordoned"
+    )
+    assert summary_rows([ok, same, failed, staged], ["w4"]) == [
         ["w1", "ok", "at 1.30.2", "7.2 s", ""],
         ["w3", "ok", "at 1.30.2 (unchanged)", "-", ""],
         [
@@ -69,6 +72,7 @@ def test_summary_rows_say_where_each_node_ended() -> None:
             "-",
             "Wait until the node is Ready at the target version",
         ],
+        ["w5", "not started", "packages staged, never cordoned", "-", "the line was stopped"],
         ["w4", "not started", "", "-", "the line was stopped"],
     ]
 

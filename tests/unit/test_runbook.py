@@ -88,6 +88,13 @@ def test_control_plane_first_with_apply_then_worker_batches() -> None:
     assert "the latest patch the v1.30 repository serves, read when the hop starts" in text
     assert text.index("cp1") < text.index("w1") < text.index("w3")
     assert "Drain node" in text and "Uncordon node" in text
+    # Two batches: the runbook says the second stages while the first is cordoned.
+    assert "a batch runs them while the batch before it is cordoned" in text
+
+
+def test_a_single_worker_batch_says_nothing_of_overlap() -> None:
+    text = plan("1.30", max_unavailable="100%").render("text")
+    assert "overlap" not in text
 
 
 def test_a_named_patch_is_the_target() -> None:

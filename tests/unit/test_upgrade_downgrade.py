@@ -246,16 +246,19 @@ def test_a_minor_downgrade_runs_snapshot_workers_then_control_planes(
     jobs: list[NodeJob] = []
     failing = {""}
 
-    def fake_run_node(job: NodeJob, on_step: Any = None) -> NodeOutcome:
-        order.append(f"{job.node.name} {job.action}")
-        jobs.append(job)
-        return NodeOutcome(job.node.name, ok=job.node.name not in failing, target=job.target)
+    def fake_run_until(self: execute_mod.NodeRun, stop: int) -> NodeOutcome:
+        if stop > execute_mod.STAGING_STEPS:  # staging ahead of a batch is not the node's turn
+            order.append(f"{self.job.node.name} {self.job.action}")
+            jobs.append(self.job)
+            self.outcome.ok = self.job.node.name not in failing
+        self.outcome.target = self.job.target
+        return self.outcome
 
     def fake_backup(sessions: Any, node: Node, *args: Any) -> str:
         order.append(f"etcd {node.name}")
         return "saved"
 
-    monkeypatch.setattr(execute_mod, "run_node", fake_run_node)
+    monkeypatch.setattr(execute_mod.NodeRun, "run_until", fake_run_until)
     monkeypatch.setattr(execute_mod, "backup_etcd", fake_backup)
     monkeypatch.setattr(lock, "acquire", lambda t, run_id: None)
     monkeypatch.setattr(lock, "release", lambda t, run_id: None)
@@ -281,7 +284,13 @@ def test_a_minor_downgrade_runs_snapshot_workers_then_control_planes(
     # A failed worker stops the line before any control plane moves.
     order.clear()
     failing.add("w2")
-    assert [o.ok for o in run()] == [True, False]
+    # w3 was staged while w2 was cordoned: reported as staged only, not as upgraded or failed.
+    outcomes = run()
+    assert [(o.node, o.ok, o.staged_only) for o in outcomes] == [
+        ("w1", True, False),
+        ("w2", False, False),
+        ("w3", False, True),
+    ]
     assert order == ["etcd cp1", "w1 node", "w2 node"]
 
 

@@ -112,6 +112,20 @@ def test_packages_are_staged_before_the_cordon(tmp_path: Path) -> None:
     assert min(i for i, c in enumerate(log) if "--force-confold" in c) > cordon
 
 
+def test_a_node_gone_not_ready_after_staging_is_not_cordoned(tmp_path: Path) -> None:
+    # Staged (checked Ready) while the batch before it was cordoned, NotReady by its turn.
+    from nodeops.upgrade.execute import NodeRun
+
+    world = FakeWorld()
+    run = NodeRun(world.job(tmp_path)).stage()
+    assert run.outcome.ok and run.done == 3
+    world.ready = False
+    outcome = run.finish()
+    assert not outcome.ok and outcome.failed_step == "Record whether the node is schedulable"
+    assert "not Ready" in (outcome.error or "") and "nothing was cordoned" in (outcome.error or "")
+    assert not any(" cordon " in c for c in world.log) and not world.unschedulable
+
+
 def test_node_already_at_target_is_skipped_without_cordon(tmp_path: Path) -> None:
     world = FakeWorld(version="1.30.2")
     world.repo = world.repo.replace("v1.29", "v1.30")
