@@ -233,7 +233,8 @@ def upgrade_markdown(results: Sequence[UpgradeResult], notes: Sequence[str] = ()
         text += (
             f"\nWindow target met by {met} of {len(wrows)} workers. Total {total:.1f} s; "
             f"sum of the {len(paths)} per-batch critical paths (each batch's longest node "
-            f"chain, first step start to last step end, from the journal) {sum(paths):.1f} s; "
+            "chain, first step start to last step end, from the journal; a batch staged while "
+            f"the one before it was cordoned counts from that one's end) {sum(paths):.1f} s; "
             f"target total <= 1.1 x that = {bound:.1f} s: "
             f"{'met' if total <= bound else '**missed**'} ({total / sum(paths):.2f}x).\n"
             if paths

@@ -102,11 +102,27 @@ class UpgradeResult:
     steps: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> step -> s
     chains: dict[str, float] = field(default_factory=dict)  # node -> first start..last end
     batches: list[list[str]] = field(default_factory=list)
+    # node -> (first step start, last step end), epoch seconds, from the journal
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def critical_paths(self) -> list[float]:
-        """Each batch's longest node chain (control plane first), from the journal."""
-        return [max(self.chains.get(n, 0.0) for n in batch) for batch in self.batches]
+        """Each batch's longest node chain (control plane first), from the journal; a batch
+        staged while the one before it was cordoned counts from that batch's end."""
+        if not self.spans:  # results recorded before spans were
+            return [max(self.chains.get(n, 0.0) for n in batch) for batch in self.batches]
+        paths = []
+        previous_end = float("-inf")
+        for batch in self.batches:
+            spans = [self.spans[n] for n in batch if n in self.spans]
+            if not spans:
+                paths.append(0.0)
+                continue
+            start = max(min(s for s, _ in spans), previous_end)
+            end = max(e for _, e in spans)
+            paths.append(max(0.0, end - start))
+            previous_end = max(previous_end, end)
+        return paths
 
 
 def _prepare(the_lab: Lab) -> None:
@@ -146,7 +162,9 @@ def _check_upgraded(the_lab: Lab, version: str) -> None:
         raise BenchError(f"lab {the_lab.name}: not upgraded and schedulable: {wrong}")
 
 
-def _journal_steps(home: Path) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def _journal_steps(
+    home: Path,
+) -> tuple[dict[str, dict[str, float]], dict[str, tuple[float, float]]]:
     journals = sorted((home / ".local/state/nodeops/journal").glob("*upgrade-cluster*.jsonl"))
     if not journals:
         raise BenchError(f"no journal under {home}")
@@ -166,8 +184,7 @@ def _journal_steps(home: Path) -> tuple[dict[str, dict[str, float]], dict[str, f
         elif (node, step) in started:
             steps.setdefault(node, {})[step] = at - started.pop((node, step))
             last[node] = at
-    chains = {n: last[n] - first[n] for n in first if n in last}
-    return steps, chains
+    return steps, {n: (first[n], last[n]) for n in first if n in last}
 
 
 # The runbook's batches: "1. control plane cp1 [...]", "2. worker batch 1 (in parallel): ...".
@@ -188,7 +205,7 @@ def run_nodeops(the_lab: Lab, batch: str, workdir: Path) -> UpgradeResult:
         run = common.measure(argv, env=env, log=log, timeout=3600)
     if run.exit_code != 0:
         raise BenchError(f"nodeops upgrade-cluster failed: {run.output[-2000:]}")
-    steps, chains = _journal_steps(home)
+    steps, spans = _journal_steps(home)
     batches = [re.findall(r"([\w-]+) \[", m) for m in _BATCH.findall(run.output)]
     version = re.search(r"every node is at (\d+\.\d+\.\d+)", run.output)
     _check_upgraded(the_lab, version.group(1) if version else "?")
@@ -200,8 +217,9 @@ def run_nodeops(the_lab: Lab, batch: str, workdir: Path) -> UpgradeResult:
         windows=poller.windows(),
         load=load,
         steps=steps,
-        chains=chains,
+        chains={n: end - start for n, (start, end) in spans.items()},
         batches=batches,
+        spans=spans,
     )
 
 
@@ -295,6 +313,7 @@ def from_json(data: dict[str, Any]) -> UpgradeResult:
         steps=data["steps"],
         chains=data["chains"],
         batches=data["batches"],
+        spans={str(k): (float(v[0]), float(v[1])) for k, v in data.get("spans", {}).items()},
     )
 
 
@@ -318,6 +337,7 @@ def describe(result: UpgradeResult) -> dict[str, Any]:
         "windows": result.windows,
         "steps": result.steps,
         "chains": result.chains,
+        "spans": result.spans,
         "batches": result.batches,
         "load": result.load,
     }
