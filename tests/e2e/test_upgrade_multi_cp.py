@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from nodeops import lab as nodeops_lab
-from nodeops.lab import cluster
-from tests.e2e.labkit import KUBECTL, ClusterLab
+from tests.e2e.labkit import KUBECTL, UpgradeLab, upgrade_lab
 
 pytestmark = pytest.mark.lab
 
@@ -35,61 +30,29 @@ ETCDCTL = (
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
-class Lab(ClusterLab):
-    """The module's lab, the etcd backup directory its runs use, and what tests leave behind."""
-
-    def __init__(
-        self, state: nodeops_lab.LabState, inventory: Path, home: Path, backups: Path
-    ) -> None:
-        super().__init__(state, inventory, home)
-        self.backups = backups
-        self.notes: dict[str, Any] = {}
-
-    def run(self, *args: str, timeout: float = 600) -> Any:
-        """The nodeops CLI with the module's etcd backup directory."""
-        # etcd snapshots refuse shared temp directories such as /tmp.
-        env = {"INVOKE_NODEOPS_ETCD_BACKUP_DIR": str(self.backups)}
-        return self.nodeops(*args, timeout=timeout, env=env)
-
-    def kubectl(self, node: str, args: str) -> Any:
-        """`kubectl ARGS -o json` on a node with its own admin.conf, decoded."""
-        return json.loads(self.sh(node, f"{KUBECTL} {args} -o json").stdout)
-
-
 @pytest.fixture(scope="module")
 def lab(
     lab_root: Path, fresh_lab_name: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Lab]:
-    name = fresh_lab_name()
-    spec = nodeops_lab.default_spec(
-        name,
+) -> Iterator[UpgradeLab]:
+    with upgrade_lab(
+        fresh_lab_name(),
+        tmp_path_factory.mktemp("multi-cp"),
         workers=1,
         worker_os=("rocky-9",),
         control_planes=2,
         control_plane_os=("ubuntu-22.04", "debian-12"),
-    )
-    work = tmp_path_factory.mktemp("multi-cp")
-    home = work / "home"
-    home.mkdir()
-    backups = Path("/var/lib/nodeops-e2e") / name
-    try:
-        state = nodeops_lab.up(spec, inventory_path=work / "lab.yaml")
-        cluster.build_cluster(state, version="1.29.3", timeout=90)
-        built = Lab(state, work / "lab.yaml", home, backups)
+        version="1.29.3",
+        timeout=90,
+    ) as built:
         # One worker: the web Deployment's budget (minAvailable 2 of 3, every replica on
         # worker1, the control planes tainted) could never let worker1 drain.
         built.sh("cp1", f"{KUBECTL} delete pdb web")
         yield built
-    finally:
-        nodeops_lab.down(name)
-        shutil.rmtree(backups, ignore_errors=True)
-        with suppress(OSError):
-            backups.parent.rmdir()
 
 
-def _images(lab: Lab, node: str) -> dict[str, tuple[str, str]]:
+def _images(lab: UpgradeLab, node: str) -> dict[str, tuple[str, str]]:
     """component -> (image in the node's manifest, image of its Running mirror pod)."""
-    pods = lab.kubectl("cp1", "get pods -n kube-system")["items"]
+    pods = lab.kubectl_json("get pods -n kube-system")["items"]
     out: dict[str, tuple[str, str]] = {}
     for component in COMPONENTS:
         text = lab.sh(node, f"cat /etc/kubernetes/manifests/{component}.yaml").stdout
@@ -104,14 +67,14 @@ def _images(lab: Lab, node: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def test_second_control_plane_joined_with_its_own_etcd_member(lab: Lab) -> None:
+def test_second_control_plane_joined_with_its_own_etcd_member(lab: UpgradeLab) -> None:
     nodes = yaml.safe_load(lab.inventory.read_text())["nodes"]
     assert [n for n, v in nodes.items() if "control-plane" in v["roles"]] == ["cp1", "cp2"]
     members = json.loads(lab.sh("cp2", f"{ETCDCTL} member list -w json").stdout)["members"]
     assert sorted(m["name"] for m in members) == ["cp1", "cp2"]
     assert not any(m.get("isLearner") for m in members)  # promoted after the join
     # kubectl on cp2 with its own admin.conf, and cp2's own API server answers too.
-    listed = lab.kubectl("cp2", "get nodes")["items"]
+    listed = lab.kubectl_json("get nodes", "cp2")["items"]
     assert sorted(n["metadata"]["name"] for n in listed) == ["cp1", "cp2", "worker1"]
     cp2 = next(n for n in listed if n["metadata"]["name"] == "cp2")
     assert "node-role.kubernetes.io/control-plane" in cp2["metadata"]["labels"]
@@ -122,10 +85,10 @@ def test_second_control_plane_joined_with_its_own_etcd_member(lab: Lab) -> None:
         assert images["kube-apiserver"] == ("registry.k8s.io/kube-apiserver:v1.29.3",) * 2
 
 
-def test_one_controller_manager_and_one_scheduler_lead(lab: Lab) -> None:
+def test_one_controller_manager_and_one_scheduler_lead(lab: UpgradeLab) -> None:
     leases = {
         lease["metadata"]["name"]: lease["spec"]
-        for lease in lab.kubectl("cp1", "get leases -n kube-system")["items"]
+        for lease in lab.kubectl_json("get leases -n kube-system")["items"]
     }
     for component in ("kube-controller-manager", "kube-scheduler"):
         holder = leases[component]["holderIdentity"]
@@ -141,7 +104,7 @@ def test_one_controller_manager_and_one_scheduler_lead(lab: Lab) -> None:
     assert "controllers started" not in standby
 
 
-def test_upgrade_cluster_goes_cp1_apply_then_cp2_node_then_worker1(lab: Lab) -> None:
+def test_upgrade_cluster_goes_cp1_apply_then_cp2_node_then_worker1(lab: UpgradeLab) -> None:
     started = time.monotonic()
     run = lab.run("upgrade-cluster", "--to", "1.30", *DRAIN)
     seconds = time.monotonic() - started
@@ -177,11 +140,11 @@ def test_upgrade_cluster_goes_cp1_apply_then_cp2_node_then_worker1(lab: Lab) -> 
     assert codes and set(codes) == {0}, codes
 
 
-def test_every_node_ends_ready_schedulable_and_held_at_the_new_version(lab: Lab) -> None:
+def test_every_node_ends_ready_schedulable_and_held_at_the_new_version(lab: UpgradeLab) -> None:
     version = lab.notes.get("version")
     if not version:
         pytest.skip("the upgrade did not finish")
-    nodes = {n["metadata"]["name"]: n for n in lab.kubectl("cp2", "get nodes")["items"]}
+    nodes = {n["metadata"]["name"]: n for n in lab.kubectl_json("get nodes", "cp2")["items"]}
     for name, node in nodes.items():
         ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True", name
@@ -199,7 +162,7 @@ def test_every_node_ends_ready_schedulable_and_held_at_the_new_version(lab: Lab)
             want = f"registry.k8s.io/{component}:v{version}"
             assert images[component] == (want, want), (node, images)
         assert images["etcd"] == ("registry.k8s.io/etcd:3.5.12-0",) * 2, (node, images)
-    config = lab.kubectl("cp2", "get cm kubeadm-config -n kube-system")["data"]
+    config = lab.kubectl_json("get cm kubeadm-config -n kube-system", "cp2")["data"]
     assert yaml.safe_load(config["ClusterConfiguration"])["kubernetesVersion"] == f"v{version}"
     members = json.loads(lab.sh("cp1", f"{ETCDCTL} member list -w json").stdout)["members"]
     assert sorted(m["name"] for m in members) == ["cp1", "cp2"]
