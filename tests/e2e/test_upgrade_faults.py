@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import socket
 import threading
 import time
@@ -23,34 +22,24 @@ from typing import Any
 import pytest
 
 from nodeops.lab import faults
-from tests.e2e.labkit import FINGERPRINT, KUBECTL, ClusterLab, running_cluster, wait
+from tests.e2e.labkit import KUBECTL, UpgradeLab, upgrade_lab, wait
 
 pytestmark = pytest.mark.lab
 
-NODES = ("cp1", "worker1", "worker2")
 DRAIN = ("--force", "--delete-emptydir-data")  # the lab runs a bare pod and an emptyDir pod
 HOLDS = ["kubeadm", "kubectl", "kubelet"]
 
 
-class FaultLab(ClusterLab):
-    """The module's cluster, with etcd snapshots kept outside /tmp and journal helpers."""
+class FaultLab(UpgradeLab):
+    """The module's cluster, with the drain flags its pods need and journal helpers."""
 
-    backups: Path
-
-    def run(self, *args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> CompletedProcess[str]:
         """The nodeops CLI with the drain flags the lab's pods need."""
-        extra = {
-            "INVOKE_NODEOPS_ETCD_BACKUP_DIR": str(self.backups),
-            "INVOKE_NODEOPS_DRAIN_TIMEOUT": "180",  # a stuck drain fails the test, not CI
-            **(env or {}),
-        }
-        return self.nodeops(*args, *DRAIN, env=extra, timeout=600)
-
-    def fingerprints(self) -> dict[str, str]:
-        return {n: self.sh(n, FINGERPRINT).stdout for n in NODES}
-
-    def nodes(self) -> dict[str, Any]:
-        return {n["metadata"]["name"]: n for n in self.kubectl_json("get nodes")["items"]}
+        # a stuck drain fails the test, not CI
+        extra = {"INVOKE_NODEOPS_DRAIN_TIMEOUT": "180", **(env or {})}
+        return super().run(*args, *DRAIN, timeout=timeout, env=extra)
 
     def cordoned(self) -> set[str]:
         return {n for n, obj in self.nodes().items() if obj["spec"].get("unschedulable")}
@@ -91,8 +80,7 @@ def lab(
     lab_root: Path, fresh_lab_name: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FaultLab]:
     name = fresh_lab_name()
-    backups = Path("/var/lib/nodeops-e2e") / name
-    with running_cluster(
+    with upgrade_lab(
         name,
         tmp_path_factory.mktemp("faults"),
         workers=2,
@@ -100,16 +88,11 @@ def lab(
         version="1.29.3",
         timeout=60,
     ) as base:
-        cluster = FaultLab(base.state, base.inventory, base.home)
-        cluster.backups = backups
         try:
-            yield cluster
+            yield FaultLab(base.state, base.inventory, base.home, base.backups)
         finally:
             with contextlib.suppress(Exception):
                 faults.clear(name)
-            shutil.rmtree(backups, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                backups.parent.rmdir()
 
 
 def ready_status(lab: FaultLab, node: str) -> str:
