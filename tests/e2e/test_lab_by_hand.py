@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labkit import KUBECTL, ClusterLab, running_cluster, wait
+
+from tests.e2e.labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 pytestmark = pytest.mark.lab
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 from nodeops import lab as nodeops_lab
 from nodeops.errors import LabError
 from nodeops.lab import faults
+from tests.e2e.labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 pytestmark = pytest.mark.lab
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 from nodeops.facts.binaries import parse_kubeadm_version
 from nodeops.lab.sim import kubeadm_policy as policy
+from tests.e2e.labkit import KUBECTL, ClusterLab, running_cluster, wait
 
 pytestmark = pytest.mark.lab
 
