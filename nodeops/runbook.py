@@ -200,9 +200,9 @@ class Runbook:
             lines.append(f"{'' if md else '   '}{number}. {title}")
         if len(self.batches) > 1:
             lines.append(
-                "Worker batches overlap only in steps 1-3 (check, repository, download): a batch"
-                " runs them while the batch before it is cordoned, and is cordoned itself only"
-                " once that batch is back."
+                "Worker batches overlap only in steps 1-3 (check, repository, download): later"
+                " batches run them ahead while earlier ones are cordoned; a batch is cordoned"
+                " only once the batch before it is back."
             )
         if self.drain_flags:
             lines.append("")

@@ -153,6 +153,9 @@ def run_step_reconnecting(step: Step[NodeJob], job: NodeJob) -> StepReport:
 # The steps before the cordon (check, repository, download): nothing a workload notices, so a
 # worker batch runs them while the batch before it is cordoned.
 STAGING_STEPS = 3
+# Nodes staged at once ahead of their batches: twice the widest batch (staging takes about
+# as long as a batch's cordoned window), within what one controller keeps open comfortably.
+STAGING_PARALLEL_MAX = 32
 
 
 class NodeRun:
@@ -230,6 +233,14 @@ def staged_only(run: NodeRun) -> NodeOutcome:
         outcome.staged_only = True
         outcome.state = "packages staged, never cordoned"
     return outcome
+
+
+def _stop_staging(staging: list[Future[NodeRun]]) -> list[NodeOutcome]:
+    """The line stopped: staging not begun is called off, staging under way is let finish
+    (a download cut half way helps no one); the outcomes of the nodes it reached."""
+    for future in staging:
+        future.cancel()
+    return [staged_only(f.result()) for f in staging if not f.cancelled()]
 
 
 def backup_etcd(
@@ -337,29 +348,29 @@ def execute(
         if not batches:
             return True
         widest = max(len(batch) for batch in batches)
-        with ThreadPoolExecutor(max_workers=widest, thread_name_prefix="stage") as stager:
-
-            def stage(batch: list[NodePlan]) -> list[Future[NodeRun]]:
-                return [stager.submit(NodeRun(job_for(p), on_step).stage) for p in batch]
-
-            staging = stage(batches[0])
+        stagers = min(STAGING_PARALLEL_MAX, max(2 * widest, 4))
+        with ThreadPoolExecutor(max_workers=stagers, thread_name_prefix="stage") as stager:
+            # The first batch's staging reads the target when no control plane did; the
+            # others stage, in batch order, while the batches before them are cordoned.
+            first = [stager.submit(NodeRun(job_for(p), on_step).stage) for p in batches[0]]
+            runs = [future.result() for future in first]
+            if target is None and runs and runs[0].outcome.ok:
+                target = runs[0].job.target  # read when its repository was switched
+            # A first batch that failed its staging stops the line: nothing staged ahead.
+            ahead = [
+                [stager.submit(NodeRun(job_for(p), on_step).stage) for p in batch]
+                for batch in (batches[1:] if all(r.outcome.ok for r in runs) else [])
+            ]
             for number in range(len(batches)):
-                runs = [future.result() for future in staging]
-                if target is None and runs and runs[0].outcome.ok:
-                    target = runs[0].job.target  # read when its repository was switched
-                # The next batch stages while this one is cordoned, unless this one's staging
-                # already stopped the line.
-                more = number + 1 < len(batches) and all(r.outcome.ok for r in runs)
-                staging = stage(batches[number + 1]) if more else []
+                if number:
+                    runs = [future.result() for future in ahead[number - 1]]
                 with ThreadPoolExecutor(max_workers=max(1, len(runs))) as cordoned:
                     results = list(cordoned.map(NodeRun.finish, runs))
                 for outcome in results:
                     outcomes.append(outcome)
                     on_node(outcome)
-                if target is None and results:
-                    target = results[0].target
                 if not all(o.ok for o in results):
-                    outcomes.extend(staged_only(future.result()) for future in staging)
+                    outcomes.extend(_stop_staging([f for b in ahead[number:] for f in b]))
                     return False
         return True
 

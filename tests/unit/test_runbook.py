@@ -89,7 +89,7 @@ def test_control_plane_first_with_apply_then_worker_batches() -> None:
     assert text.index("cp1") < text.index("w1") < text.index("w3")
     assert "Drain node" in text and "Uncordon node" in text
     # Two batches: the runbook says the second stages while the first is cordoned.
-    assert "a batch runs them while the batch before it is cordoned" in text
+    assert "later batches run them ahead while earlier ones are cordoned" in text
 
 
 def test_a_single_worker_batch_says_nothing_of_overlap() -> None:
