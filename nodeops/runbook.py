@@ -198,11 +198,14 @@ class Runbook:
         lines.append(("## " if md else "") + "Steps on each node")
         for number, title in enumerate(STEP_TITLES, 1):
             lines.append(f"{'' if md else '   '}{number}. {title}")
-        if len(self.batches) > 1:
+        ahead_of_control_planes = bool(self.control_planes) and not self.workers_first
+        if self.batches and (len(self.batches) > 1 or ahead_of_control_planes):
+            during = "the control planes and earlier batches are upgraded"
+            if not ahead_of_control_planes:
+                during = "earlier batches are cordoned"
             lines.append(
-                "Worker batches overlap only in steps 1-3 (check, repository, download): later"
-                " batches run them ahead while earlier ones are cordoned; a batch is cordoned"
-                " only once the batch before it is back."
+                "Workers run steps 1-3 (check, repository, download) ahead of their batch,"
+                f" while {during}; a batch is cordoned only once the batch before it is back."
             )
         if self.drain_flags:
             lines.append("")

@@ -235,12 +235,51 @@ def staged_only(run: NodeRun) -> NodeOutcome:
     return outcome
 
 
-def _stop_staging(staging: list[Future[NodeRun]]) -> list[NodeOutcome]:
-    """The line stopped: staging not begun is called off, staging under way is let finish
-    (a download cut half way helps no one); the outcomes of the nodes it reached."""
-    for future in staging:
-        future.cancel()
-    return [staged_only(f.result()) for f in staging if not f.cancelled()]
+class Stager:
+    """Stages worker nodes ahead of their batches: in batch order, in a bounded pool, while
+    the nodes before them are upgraded. Each node's run is taken for its batch's turn."""
+
+    def __init__(
+        self, batches: Sequence[Sequence[NodePlan]], make_run: Callable[[NodePlan], NodeRun]
+    ) -> None:
+        self.batches = batches
+        self.make_run = make_run
+        widest = max((len(batch) for batch in batches), default=1)
+        self.pool = ThreadPoolExecutor(
+            max_workers=min(STAGING_PARALLEL_MAX, max(2 * widest, 4)),
+            thread_name_prefix="stage",
+        )
+        self.staging: dict[str, Future[NodeRun]] = {}
+        self.taken: set[str] = set()
+
+    def _submit(self, plan: NodePlan) -> Future[NodeRun]:
+        if plan.name not in self.staging:
+            self.staging[plan.name] = self.pool.submit(self.make_run(plan).stage)
+        return self.staging[plan.name]
+
+    def stage_all(self) -> None:
+        """Start staging every worker not started yet (the target must be known by now)."""
+        for batch in self.batches:
+            for plan in batch:
+                self._submit(plan)
+
+    def take(self, batch: Sequence[NodePlan]) -> list[NodeRun]:
+        """A batch's staged runs, staging whatever was not staged ahead; waits for them."""
+        futures = [self._submit(plan) for plan in batch]
+        self.taken.update(plan.name for plan in batch)
+        return [future.result() for future in futures]
+
+    def stop(self) -> list[NodeOutcome]:
+        """The line stopped: staging not begun is called off, staging under way is let finish
+        (a download cut half way helps no one); the outcomes of the nodes it reached."""
+        left = [f for name, f in self.staging.items() if name not in self.taken]
+        for future in left:
+            future.cancel()
+        return [staged_only(f.result()) for f in left if not f.cancelled()]
+
+    def close(self) -> None:
+        """Wait for staging under way; call off the rest."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def backup_etcd(
@@ -331,47 +370,45 @@ def execute(
             downgrade=runbook.downgrade,
         )
 
+    stager = Stager(runbook.batches, lambda plan: NodeRun(job_for(plan), on_step))
+
     def control_planes() -> bool:
         nonlocal target
         for plan in runbook.control_planes:
-            outcome = run_node(job_for(plan), on_step)
+            run = NodeRun(job_for(plan), on_step).stage()
+            if run.outcome.ok and not runbook.workers_first:
+                # The target is known once the first control plane switched its repository:
+                # the workers stage from now on, while the control planes are upgraded.
+                target = target or run.job.target
+                if target is not None:
+                    stager.stage_all()
+            outcome = run.finish()
             outcomes.append(outcome)
             on_node(outcome)
             if not outcome.ok:
+                outcomes.extend(stager.stop())
                 return False
             target = outcome.target
         return True
 
     def worker_batches() -> bool:
         nonlocal target
-        batches = [list(batch) for batch in runbook.batches]
-        if not batches:
-            return True
-        widest = max(len(batch) for batch in batches)
-        stagers = min(STAGING_PARALLEL_MAX, max(2 * widest, 4))
-        with ThreadPoolExecutor(max_workers=stagers, thread_name_prefix="stage") as stager:
-            # The first batch's staging reads the target when no control plane did; the
-            # others stage, in batch order, while the batches before them are cordoned.
-            first = [stager.submit(NodeRun(job_for(p), on_step).stage) for p in batches[0]]
-            runs = [future.result() for future in first]
-            if target is None and runs and runs[0].outcome.ok:
-                target = runs[0].job.target  # read when its repository was switched
-            # A first batch that failed its staging stops the line: nothing staged ahead.
-            ahead = [
-                [stager.submit(NodeRun(job_for(p), on_step).stage) for p in batch]
-                for batch in (batches[1:] if all(r.outcome.ok for r in runs) else [])
-            ]
-            for number in range(len(batches)):
-                if number:
-                    runs = [future.result() for future in ahead[number - 1]]
-                with ThreadPoolExecutor(max_workers=max(1, len(runs))) as cordoned:
-                    results = list(cordoned.map(NodeRun.finish, runs))
-                for outcome in results:
-                    outcomes.append(outcome)
-                    on_node(outcome)
-                if not all(o.ok for o in results):
-                    outcomes.extend(_stop_staging([f for b in ahead[number:] for f in b]))
-                    return False
+        for number, batch in enumerate(runbook.batches):
+            runs = stager.take(batch)
+            if number == 0:
+                if target is None and runs and runs[0].outcome.ok:
+                    target = runs[0].job.target  # read when its repository was switched
+                # A first batch that failed its staging stops the line: nothing staged ahead.
+                if all(r.outcome.ok for r in runs):
+                    stager.stage_all()
+            with ThreadPoolExecutor(max_workers=max(1, len(runs))) as cordoned:
+                results = list(cordoned.map(NodeRun.finish, runs))
+            for outcome in results:
+                outcomes.append(outcome)
+                on_node(outcome)
+            if not all(o.ok for o in results):
+                outcomes.extend(stager.stop())
+                return False
         return True
 
     # A minor downgrade puts the workers first: a kubelet may never be newer than the apiserver.
@@ -393,6 +430,7 @@ def execute(
                 break
         return outcomes
     finally:
+        stager.close()
         try:
             lock.release(cp_transport, journal.run_id)
         except NodeopsError as error:

@@ -88,13 +88,22 @@ def test_control_plane_first_with_apply_then_worker_batches() -> None:
     assert "the latest patch the v1.30 repository serves, read when the hop starts" in text
     assert text.index("cp1") < text.index("w1") < text.index("w3")
     assert "Drain node" in text and "Uncordon node" in text
-    # Two batches: the runbook says the second stages while the first is cordoned.
-    assert "later batches run them ahead while earlier ones are cordoned" in text
+    # The runbook says when workers stage: ahead of their batch, during the control planes.
+    assert "ahead of their batch, while the control planes and earlier batches are upgraded" in (
+        text
+    )
 
 
-def test_a_single_worker_batch_says_nothing_of_overlap() -> None:
-    text = plan("1.30", max_unavailable="100%").render("text")
-    assert "overlap" not in text
+def test_workers_alone_in_one_batch_stage_in_their_turn() -> None:
+    state, nodes, node_facts = cluster(cp="1.30.2")
+    only_worker = [n for n in nodes if n.name == "w1"]
+    book = plan("1.30", world=(state, only_worker, node_facts), current_repo=REPO_130)
+    assert "ahead of their batch" not in book.render("text")
+    two = [n for n in nodes if n.name in ("w1", "w2")]
+    book = plan(
+        "1.30", world=(state, two, node_facts), current_repo=REPO_130, max_unavailable="1"
+    )
+    assert "ahead of their batch, while earlier batches are cordoned" in book.render("text")
 
 
 def test_a_named_patch_is_the_target() -> None:

@@ -1,5 +1,6 @@
-"""Worker batches staged ahead: later batches check and download while earlier ones are
-cordoned; when the line stops, staging not begun is called off and staged nodes reported."""
+"""Workers staged ahead: they check and download while the control planes and the batches
+before them are upgraded; when the line stops, staging not begun is called off and the
+staged nodes are reported as such."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from nodeops.upgrade import execute as execute_mod
 from nodeops.upgrade import lock
 from nodeops.upgrade.execute import NodeOutcome, NodeRun, execute
 from nodeops.upgrade.nodesteps import UpgradeSettings
-from tests.unit.test_runbook import cluster, plan
+from tests.unit.test_runbook import REPO_130, cluster, plan
 from tests.unit.test_upgrade_downgrade import _Sessions
 
 WORKERS = {f"w{n}": "1.29.3" for n in range(1, 5)}
@@ -27,6 +28,7 @@ def run_with(
     fail_staging: set[str] = frozenset(),  # type: ignore[assignment]
     fail_window: set[str] = frozenset(),  # type: ignore[assignment]
     events: list[str] | None = None,
+    cp: str = "1.29.3",
 ) -> list[NodeOutcome]:
     events = [] if events is None else events
     guard = threading.Lock()
@@ -40,9 +42,9 @@ def run_with(
             return self.outcome
         with guard:
             events.append(f"{part} {name}")
-        if part == "finish" and name == "w1":
-            # w1 stays cordoned until every later batch has staged (or 5 s pass): staging
-            # must not wait for w1's window to end.
+        if part == "finish" and name in ("cp1", "w1"):
+            # Upgraded until every worker has staged (or 5 s pass): staging must not wait
+            # for this node's window to end.
             deadline = time.monotonic() + 5
             while "stage w4" not in events and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -57,8 +59,10 @@ def run_with(
     monkeypatch.setattr(execute_mod, "backup_etcd", lambda *a: "saved")
     monkeypatch.setattr(lock, "acquire", lambda t, run_id: None)
     monkeypatch.setattr(lock, "release", lambda t, run_id: None)
-    world = cluster(workers=dict(WORKERS))
-    book = plan("1.30.2", world=world, max_unavailable="1")
+    world = cluster(cp=cp, workers=dict(WORKERS))
+    repo = {"current_repo": REPO_130} if cp == "1.30.2" else {}
+    book = plan("1.30.2", world=world, max_unavailable="1", **repo)  # type: ignore[arg-type]
+    assert bool(book.control_planes) == (cp != "1.30.2")
     _, inventory, _ = world
     return execute(
         book,
@@ -82,7 +86,11 @@ def test_every_later_batch_stages_before_its_turn_and_windows_keep_batch_order(
     assert finishes == ["finish w1", "finish w2", "finish w3", "finish w4"]
     for n in range(1, 5):
         assert events.index(f"stage w{n}") < events.index(f"finish w{n}")
-    # w2..w4 were staged while w1 was cordoned, without waiting for its window to end.
+    # Every worker was staged while cp1 was upgraded, without waiting for it to end.
+    assert all(events.index(f"stage w{n}") < events.index("finish w1") for n in range(1, 5))
+    # Without a control plane to upgrade: w2..w4 stage while w1 is cordoned.
+    events.clear()
+    assert all(o.ok for o in run_with(monkeypatch, tmp_path, events=events, cp="1.30.2"))
     assert all(events.index(f"stage w{n}") < events.index("finish w2") for n in range(2, 5))
 
 
@@ -101,12 +109,19 @@ def test_a_first_batch_failing_its_staging_stages_nothing_ahead(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     events: list[str] = []
-    outcomes = run_with(monkeypatch, tmp_path, fail_staging={"w1"}, events=events)
-    assert [(o.node, o.ok, o.failed_step) for o in outcomes] == [
-        ("cp1", True, None),
-        ("w1", False, "stage"),
-    ]
+    outcomes = run_with(monkeypatch, tmp_path, fail_staging={"w1"}, events=events, cp="1.30.2")
+    assert [(o.node, o.ok, o.failed_step) for o in outcomes] == [("w1", False, "stage")]
     assert not [e for e in events if e.startswith("stage w") and e != "stage w1"]
+
+
+def test_a_failed_control_plane_reports_the_staged_workers_as_staged_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    outcomes = run_with(monkeypatch, tmp_path, fail_window={"cp1"})
+    assert [(o.node, o.ok, o.staged_only) for o in outcomes] == [
+        ("cp1", False, False),
+        *[(f"w{n}", False, True) for n in range(1, 5)],
+    ]
 
 
 def test_a_later_node_failing_its_staging_stops_the_line_at_its_batch(
