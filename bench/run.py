@@ -82,6 +82,8 @@ def run(
     slow_reps: dict[int, int],
     ansible_default_max: int = 1000,
     ansible_tuned_max: int = 1000,
+    upgrade_reps: int = 1,
+    upgrade_add: bool = False,
 ) -> list[Path]:
     """Run the chosen parts; returns the results files written."""
     from bench import fanout, startup, upgrade
@@ -122,7 +124,8 @@ def run(
         written.append(report.RESULTS / "fanout.png")
     if "upgrade" in parts:
         keys = {(n, who, batch) for n in workers for who, batch in upgrade.RUNS}
-        done = [r for r in _earlier_upgrades() if _key(r) not in keys]
+        # Earlier runs of the settings measured now are replaced, or kept as more repetitions.
+        done = [r for r in _earlier_upgrades() if upgrade_add or _key(r) not in keys]
 
         def record(result: upgrade.UpgradeResult) -> None:
             # Written after each run, so a long run leaves its finished part behind.
@@ -133,7 +136,7 @@ def run(
             UPGRADE_JSON.write_text(json.dumps([upgrade.describe(r) for r in done], indent=1))
 
         for n in workers:
-            upgrade.bench_upgrade(n, workdir, record)
+            upgrade.bench_upgrade(n, workdir, record, reps=upgrade_reps)
         written.append(report.RESULTS / "upgrade.md")
         written.append(report.RESULTS / "upgrade.png")
     if "startup" in parts:

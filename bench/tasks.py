@@ -23,6 +23,9 @@ def _ints(text: str, option: str) -> list[int]:
         "reps": "Timed repetitions of each fan-out tool (default 3).",
         "slow_reps": "Repetitions of the slow Ansible runs per size (default 10:2,50:1,100:1).",
         "workers": "Worker counts of the rolling-upgrade labs (default 4,12).",
+        "upgrade_reps": "Repetitions of each rolling-upgrade run (default 3).",
+        "upgrade_add": "Keep the rolling-upgrade runs recorded before for the same settings "
+        "and add these as more repetitions (default: replace them).",
         "ansible_default_max": "Largest lab Ansible with default settings (forks 5) is timed "
         "on (default 50: at 100 nodes one run takes tens of minutes on 2 cores).",
         "ansible_tuned_max": "Largest lab tuned Ansible is timed on (default 100).",
@@ -35,6 +38,8 @@ def bench(
     reps: int = 3,
     slow_reps: str = "10:2,50:1,100:1",
     workers: str = "4,12",
+    upgrade_reps: int = 3,
+    upgrade_add: bool = False,
     ansible_default_max: int = 50,
     ansible_tuned_max: int = 100,
 ) -> None:
@@ -60,6 +65,8 @@ def bench(
             slow,
             int(ansible_default_max),
             int(ansible_tuned_max),
+            int(upgrade_reps),
+            bool(upgrade_add),
         )
     except BenchError as error:
         raise Exit(f"error: {error}", 2) from None

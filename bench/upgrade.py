@@ -278,26 +278,27 @@ def bench_upgrade(
     workdir: Path,
     on_result: Callable[[UpgradeResult], None] = lambda _: None,
     runs: Sequence[tuple[str, str]] = RUNS,
+    reps: int = 1,
 ) -> list[UpgradeResult]:
-    """Each (tool, batch) of runs on a fresh lab of 1 + workers nodes."""
+    """Each (tool, batch) of runs on a fresh lab of 1 + workers nodes, `reps` times, the
+    tools taking turns in each repetition (so a change of load hits them alike)."""
     from nodeops.lab.sim.pkg import catalog
 
     version = catalog.latest_patch(TO_MINOR) or ""
     results: list[UpgradeResult] = []
-    for who, batch in runs:
-        if True:
-            name = f"bup{workers}{who[0]}{'s' if batch == '1' else 'q'}"
-            options = ("--worker-os", "ubuntu-24.04")
-            with lab(name, workers + 1, workdir, bare=False, options=options) as the_lab:
-                _prepare(the_lab)
-                common.say(f"upgrade {workers} workers: {who}, batch {batch}")
-                if who == "nodeops":
-                    result = run_nodeops(the_lab, batch, workdir)
-                else:
-                    result = run_ansible(the_lab, batch, workdir, version)
-                common.say(f"  {result.run.wall:.1f} s; cordoned {_fmt(result.windows)}")
-                results.append(result)
-                on_result(result)
+    for who, batch in [run for _ in range(reps) for run in runs]:
+        name = f"bup{workers}{who[0]}{'s' if batch == '1' else 'q'}"
+        options = ("--worker-os", "ubuntu-24.04")
+        with lab(name, workers + 1, workdir, bare=False, options=options) as the_lab:
+            _prepare(the_lab)
+            common.say(f"upgrade {workers} workers: {who}, batch {batch}")
+            if who == "nodeops":
+                result = run_nodeops(the_lab, batch, workdir)
+            else:
+                result = run_ansible(the_lab, batch, workdir, version)
+            common.say(f"  {result.run.wall:.1f} s; cordoned {_fmt(result.windows)}")
+            results.append(result)
+            on_result(result)
     return results
 
 

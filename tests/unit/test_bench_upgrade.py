@@ -47,3 +47,34 @@ def test_journal_steps_give_each_nodes_span_and_step_durations(tmp_path: Path) -
     assert steps == {"w1": {"check-node": 1.5, "cordon": 0.25}}
     start, end = spans["w1"]
     assert end - start == 2.25
+
+
+def test_the_tables_group_repetitions_into_medians_and_ratios() -> None:
+    from bench.report import upgrade_markdown
+
+    def one(tool: str, wall: float, window: float, steps: bool) -> UpgradeResult:
+        run = Run(wall=wall, cpu=1.0, exit_code=0, output="")
+        r = UpgradeResult(tool, 1, "1", run, {"cp1": 9.0, "w1": window}, (1.0, 1.0, 1.0))
+        if steps:
+            r.steps = {"w1": {"drain": 1.0, "restart-kubelet": 0.5, "wait-ready": 5.0}}
+            r.batches, r.spans = [["cp1"], ["w1"]], {"cp1": (0.0, 20.0), "w1": (15.0, 30.0)}
+        return r
+
+    text = upgrade_markdown(
+        [
+            one("nodeops", 30.0, 8.0, True),
+            one("Ansible", 60.0, 9.0, False),
+            one("nodeops", 34.0, 8.4, True),
+            one("Ansible", 66.0, 10.0, False),
+            one("nodeops", 32.0, 20.0, True),
+            one("Ansible", 62.0, 9.5, False),
+        ]
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| 1 |")]
+    assert rows[0].startswith("| 1 | nodeops | 1 | 3 | 32.00 (30.00-34.00) | 1.00x |")
+    assert rows[1].startswith("| 1 | Ansible | 1 | 3 | 62.00 (60.00-66.00) | 1.94x |")
+    # w1's window target is 1 + 0.5 + 5 + 2 = 8.5 s: met in two runs of three.
+    assert "| w1 | 8.4 | 1.0 | 0.5 | 5.0 | 0.0 | 8.5 | **2/3** |" in text
+    assert "Window target met in 2 of 3 worker runs." in text
+    # Critical paths 20 + 10 = 30 s: 1.00x, 1.13x, 1.07x.
+    assert "1.00x, 1.13x, 1.07x — met in 2 of 3 runs." in text
