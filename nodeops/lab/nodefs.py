@@ -49,6 +49,12 @@ python=$3
 init=$4
 shift 4
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+# The node's directory may lie under a directory about to be overlaid (a lab root under
+# /var/lib, say): reach it through a bind mount taken now, so that every upper directory
+# and bind source below is the real one, never a path seen through an overlay.
+mkdir /run/nodeops-node-dir
+mount --bind "$d" /run/nodeops-node-dir
+d=/run/nodeops-node-dir
 # Paths the node must share with the host although they lie where the node has its own
 # directories (/root, /tmp): the Python that runs the lab and this checkout. Pin them on
 # the node's fresh /run before those directories are covered (the lab's own state may be
@@ -75,6 +81,8 @@ for p in "$@"; do
     mount -o remount,bind,ro "$p"; umount "/run/nodeops-shared/$i"; rmdir "/run/nodeops-shared/$i"
 done
 [ ! -d /run/nodeops-shared ] || rmdir /run/nodeops-shared
+umount /run/nodeops-node-dir
+rmdir /run/nodeops-node-dir
 echo "$node" > /proc/sys/kernel/hostname
 echo ready
 exec "$python" -I -S -c "$init" >/dev/null
