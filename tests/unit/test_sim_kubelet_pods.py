@@ -127,8 +127,8 @@ def test_control_plane_images_run_their_simulations() -> None:
     address = "10.0.0.11"
     api = manifests.apiserver_manifest(address, "v1.29.3")["spec"]["containers"][0]
     proc = images.process_for("kube-system/kube-apiserver-cp1", api)
-    assert proc.argv[1:3] == ("-m", "nodeops.lab.sim.apiserver")
-    assert proc.argv[3] == f"--advertise-address={address}"  # the command minus its first word
+    assert proc.argv[1:4] == ("-S", "-m", "nodeops.lab.sim.apiserver")
+    assert proc.argv[4] == f"--advertise-address={address}"  # the command minus its first word
     assert proc.argv[-1] == "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key"
     assert proc.env[images.VERSION_ENV] == "v1.29.3"
     assert "PYTHONPATH" in proc.env
@@ -138,7 +138,7 @@ def test_control_plane_images_run_their_simulations() -> None:
         (manifests.scheduler_manifest("v1.30.1"), "nodeops.lab.sim.scheduler"),
     ):
         proc = images.process_for("ns/p", manifest["spec"]["containers"][0])
-        assert proc.argv[2] == module
+        assert proc.argv[3] == module
         assert proc.env[images.VERSION_ENV] == "v1.30.1"
 
     etcd = manifests.etcd_manifest("cp1", address)["spec"]["containers"][0]
@@ -157,8 +157,8 @@ def test_other_images_run_a_placeholder() -> None:
         "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {}}}],
     }
     proc = images.process_for("default/web-1", c)
-    assert proc.argv[1:3] == ("-m", images.PLACEHOLDER_MODULE)
-    assert proc.argv[3:] == ("default/web-1/web", "nginx:1.25", "nginx", "-g", "daemon off;")
+    assert proc.argv[1:4] == ("-S", "-m", images.PLACEHOLDER_MODULE)
+    assert proc.argv[4:] == ("default/web-1/web", "nginx:1.25", "nginx", "-g", "daemon off;")
     assert proc.env["A"] == "1" and "B" not in proc.env
     assert proc.placeholder
     assert images.COMPLETES_ENV not in proc.env

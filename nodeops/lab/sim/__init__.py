@@ -7,8 +7,10 @@ through `module_command`: the Python that runs the lab, with this checkout on PY
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,13 +19,27 @@ SOURCE_ROOT = Path(__file__).resolve().parents[3]
 
 
 def module_argv(module: str, args: Sequence[str] = ()) -> list[str]:
-    """argv that runs `python -m module args` with nodeops importable (use with env PYTHONPATH)."""
-    return [sys.executable, "-m", module, *args]
+    """argv that runs `python -m module args` with nodeops importable (use with env PYTHONPATH).
+
+    -S: no `site` at start-up (its .pth files, the editable install's finder), which would
+    cost every simulated `rpm -q` or `kubelet --version` more than the real tool takes;
+    module_env() puts this checkout and the site-packages on PYTHONPATH instead."""
+    return [sys.executable, "-S", "-m", module, *args]
 
 
 def module_env() -> dict[str, str]:
-    """Environment entries a simulated program needs to import nodeops."""
-    return {"PYTHONPATH": str(SOURCE_ROOT)}
+    """Environment entries a simulated program needs to import nodeops (and PyYAML, ...)."""
+    inherited = os.environ.get("PYTHONPATH")
+    if sys.flags.no_site and inherited:
+        # A simulated program started with -S: without `site`, sysconfig names the base
+        # Python's site-packages, not the virtualenv's; pass on what this one was given.
+        return {"PYTHONPATH": inherited}
+    paths = [str(SOURCE_ROOT)]
+    for key in ("purelib", "platlib"):
+        path = sysconfig.get_paths()[key]
+        if path not in paths:
+            paths.append(path)
+    return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
 def wrapper_script(module: str, *, env: dict[str, str] | None = None, comment: str = "") -> str:
