@@ -150,8 +150,8 @@ def run_step_reconnecting(step: Step[NodeJob], job: NodeJob) -> StepReport:
     raise AssertionError("unreachable")
 
 
-# The steps before the cordon (check, repository, download): nothing a workload notices, so a
-# worker batch runs them while the batch before it is cordoned.
+# The steps before the cordon (check, repository, download): nothing a workload notices, so
+# workers run them ahead of their batch (Stager) while earlier nodes are upgraded.
 STAGING_STEPS = 3
 # Nodes staged at once ahead of their batches: twice the widest batch (staging takes about
 # as long as a batch's cordoned window), within what one controller keeps open comfortably.
