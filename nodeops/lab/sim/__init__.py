@@ -34,12 +34,9 @@ def module_env() -> dict[str, str]:
         # A simulated program started with -S: without `site`, sysconfig names the base
         # Python's site-packages, not the virtualenv's; pass on what this one was given.
         return {"PYTHONPATH": inherited}
-    paths = [str(SOURCE_ROOT)]
-    for key in ("purelib", "platlib"):
-        path = sysconfig.get_paths()[key]
-        if path not in paths:
-            paths.append(path)
-    return {"PYTHONPATH": os.pathsep.join(paths)}
+    found = sysconfig.get_paths()
+    paths = [str(SOURCE_ROOT), found["purelib"], found["platlib"]]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
 def wrapper_script(module: str, *, env: dict[str, str] | None = None, comment: str = "") -> str:
