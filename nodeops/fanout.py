@@ -13,6 +13,7 @@ from nodeops.node import Node
 from nodeops.transport import FabricTransport, SSHOptions, Transport
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 DEFAULT_PARALLEL = 32
 
@@ -88,12 +89,13 @@ class Sessions:
         return map_bounded(one, nodes, parallel)
 
 
-def map_bounded(work: Callable[[Node], T], nodes: Iterable[Node], parallel: int) -> list[T]:
-    """Apply work to nodes in a bounded thread pool, results in input order."""
+def map_bounded(work: Callable[[Item], T], nodes: Iterable[Item], parallel: int) -> list[T]:
+    """Apply work to nodes (or anything per node) in a bounded thread pool, results in input
+    order."""
     items = list(nodes)
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, not {parallel}")
     if len(items) <= 1:
-        return [work(node) for node in items]
+        return [work(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(parallel, len(items))) as pool:
         return list(pool.map(work, items))

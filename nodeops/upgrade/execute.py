@@ -13,7 +13,7 @@ from nodeops.cmd import cmd
 from nodeops.drainplan import DrainOptions, DrainPlan, plan_drain
 from nodeops.errors import NodeopsError, TransportError
 from nodeops.facts import NodeFacts, gather_facts
-from nodeops.fanout import Sessions
+from nodeops.fanout import Sessions, map_bounded
 from nodeops.journal import Journal, JournaledTransport
 from nodeops.node import Node
 from nodeops.progress import StepEvent
@@ -401,8 +401,7 @@ def execute(
                 # A first batch that failed its staging stops the line: nothing staged ahead.
                 if all(r.outcome.ok for r in runs):
                     stager.stage_all()
-            with ThreadPoolExecutor(max_workers=max(1, len(runs))) as cordoned:
-                results = list(cordoned.map(NodeRun.finish, runs))
+            results = map_bounded(NodeRun.finish, runs, max(1, len(runs)))
             for outcome in results:
                 outcomes.append(outcome)
                 on_node(outcome)
